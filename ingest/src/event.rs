@@ -1,0 +1,345 @@
+//! The normalized access event and its Arrow schema: the `events` table.
+//!
+//! Parsed records are appended straight into Arrow builders ([`EventBatchBuilder`]), so an
+//! event is never an owned struct on the hot path; the `RecordBatch` is the event's canonical
+//! form from here on (NDJSON output, the store, scoring all read it).
+
+use crate::normalize::{Normalizer, split_target, tls_version, write_route};
+use crate::record::AccessRecord;
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, ListBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::fmt::Write;
+use std::sync::{Arc, LazyLock};
+
+/// Where a line came from: enough to find it again and to derive a stable event id.
+#[derive(Debug, Clone)]
+pub struct LineOrigin<'a> {
+    /// The configured source (gateway) name, e.g. `edge-nginx`.
+    pub gateway: &'a str,
+    /// The format that parsed the line (`nginx`, `envoy-json`, ...).
+    pub format: &'a str,
+    /// Human-readable stream: `file:/var/log/nginx/access.log`, `kafka:gw-logs/3`, `http`.
+    pub stream: &'a str,
+    /// Seed for the event id: a hash of what identifies the stream's content (a file's first
+    /// line, a topic-partition, an HTTP body), so the same line at the same position of the
+    /// same stream always gets the same id.
+    pub id_seed: u64,
+    /// Byte offset or record offset of the line in its stream.
+    pub position: u64,
+    /// Line number within the record at `position`, for sources whose records hold several
+    /// lines (a Kafka message with newlines); 0 otherwise.
+    pub sub: u32,
+}
+
+impl LineOrigin<'_> {
+    /// The event id of record `index` of this line (a line holds several records only in
+    /// batched formats such as OTLP): 128 bits of XXH3 over the position, as 32 hex digits.
+    ///
+    /// Ids come from the position, never from the gateway's request id: a client can set its
+    /// own `X-Request-Id`, and ids it controls could make distinct requests look like
+    /// duplicates and disappear.
+    pub fn event_id(&self, index: u32) -> u128 {
+        let mut buf = [0u8; 16];
+        buf[..8].copy_from_slice(&self.position.to_le_bytes());
+        buf[8..12].copy_from_slice(&self.sub.to_le_bytes());
+        buf[12..].copy_from_slice(&index.to_le_bytes());
+        xxhash_rust::xxh3::xxh3_128_with_seed(&buf, self.id_seed)
+    }
+}
+
+/// Seed of [`LineOrigin::id_seed`] for a gateway and a stream identity.
+pub fn stream_seed(gateway: &str, stream_identity: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(gateway.as_bytes());
+    h.update(&[0]);
+    h.update(stream_identity);
+    h.digest()
+}
+
+/// Column names of the `events` table, in schema order.
+pub mod col {
+    pub const EVENT_ID: &str = "event_id";
+    pub const TIMESTAMP: &str = "timestamp";
+    pub const GATEWAY: &str = "gateway";
+    pub const FORMAT: &str = "format";
+    pub const ORIGIN: &str = "origin";
+    pub const REQUEST_ID: &str = "request_id";
+    pub const CLIENT_IP: &str = "client_ip";
+    pub const FORWARDED_FOR: &str = "forwarded_for";
+    pub const IDENTITY: &str = "identity";
+    pub const SESSION: &str = "session";
+    pub const API_KEY_ID: &str = "api_key_id";
+    pub const METHOD: &str = "method";
+    pub const HOST: &str = "host";
+    pub const PATH: &str = "path";
+    pub const ROUTE: &str = "route";
+    pub const QUERY_PRESENT: &str = "query_present";
+    pub const STATUS: &str = "status";
+    pub const BYTES_IN: &str = "bytes_in";
+    pub const BYTES_OUT: &str = "bytes_out";
+    pub const LATENCY_MS: &str = "latency_ms";
+    pub const UPSTREAM_LATENCY_MS: &str = "upstream_latency_ms";
+    pub const USER_AGENT: &str = "user_agent";
+    pub const REFERER: &str = "referer";
+    pub const TLS_VERSION: &str = "tls_version";
+    pub const UPSTREAM: &str = "upstream";
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let s = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        s(col::EVENT_ID, false),
+        Field::new(
+            col::TIMESTAMP,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            false,
+        ),
+        s(col::GATEWAY, false),
+        s(col::FORMAT, false),
+        s(col::ORIGIN, false),
+        s(col::REQUEST_ID, true),
+        s(col::CLIENT_IP, true),
+        Field::new(
+            col::FORWARDED_FOR,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+        s(col::IDENTITY, true),
+        s(col::SESSION, true),
+        s(col::API_KEY_ID, true),
+        s(col::METHOD, true),
+        s(col::HOST, true),
+        s(col::PATH, true),
+        s(col::ROUTE, true),
+        Field::new(col::QUERY_PRESENT, DataType::Boolean, false),
+        Field::new(col::STATUS, DataType::UInt16, false),
+        Field::new(col::BYTES_IN, DataType::UInt64, true),
+        Field::new(col::BYTES_OUT, DataType::UInt64, true),
+        Field::new(col::LATENCY_MS, DataType::Float64, true),
+        Field::new(col::UPSTREAM_LATENCY_MS, DataType::Float64, true),
+        s(col::USER_AGENT, true),
+        s(col::REFERER, true),
+        s(col::TLS_VERSION, true),
+        s(col::UPSTREAM, true),
+    ]))
+});
+
+/// The Arrow schema of the `events` table (see the table in ARCHITECTURE.md).
+pub fn events_schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// Arrow builders for one batch of events.
+pub struct EventBatchBuilder {
+    event_id: StringBuilder,
+    timestamp: TimestampMicrosecondBuilder,
+    gateway: StringBuilder,
+    format: StringBuilder,
+    origin: StringBuilder,
+    request_id: StringBuilder,
+    client_ip: StringBuilder,
+    forwarded_for: ListBuilder<StringBuilder>,
+    identity: StringBuilder,
+    session: StringBuilder,
+    api_key_id: StringBuilder,
+    method: StringBuilder,
+    host: StringBuilder,
+    path: StringBuilder,
+    route: StringBuilder,
+    query_present: BooleanBuilder,
+    status: UInt16Builder,
+    bytes_in: UInt64Builder,
+    bytes_out: UInt64Builder,
+    latency_ms: Float64Builder,
+    upstream_latency_ms: Float64Builder,
+    user_agent: StringBuilder,
+    referer: StringBuilder,
+    tls_version: StringBuilder,
+    upstream: StringBuilder,
+    scratch: String,
+    len: usize,
+}
+
+fn opt(b: &mut StringBuilder, v: Option<&str>) {
+    match v {
+        Some(s) => b.append_value(s),
+        None => b.append_null(),
+    }
+}
+
+impl Default for EventBatchBuilder {
+    fn default() -> Self {
+        Self::with_capacity(1024)
+    }
+}
+
+impl EventBatchBuilder {
+    pub fn with_capacity(n: usize) -> Self {
+        let s = |bytes_per: usize| StringBuilder::with_capacity(n, n * bytes_per);
+        Self {
+            event_id: s(32),
+            timestamp: TimestampMicrosecondBuilder::with_capacity(n).with_timezone("+00:00"),
+            gateway: s(8),
+            format: s(8),
+            origin: s(48),
+            request_id: s(36),
+            client_ip: s(15),
+            forwarded_for: ListBuilder::new(StringBuilder::new()),
+            identity: s(12),
+            session: s(16),
+            api_key_id: s(8),
+            method: s(4),
+            host: s(16),
+            path: s(32),
+            route: s(24),
+            query_present: BooleanBuilder::with_capacity(n),
+            status: UInt16Builder::with_capacity(n),
+            bytes_in: UInt64Builder::with_capacity(n),
+            bytes_out: UInt64Builder::with_capacity(n),
+            latency_ms: Float64Builder::with_capacity(n),
+            upstream_latency_ms: Float64Builder::with_capacity(n),
+            user_agent: s(64),
+            referer: s(16),
+            tls_version: s(7),
+            upstream: s(16),
+            scratch: String::new(),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends record `index` of the line at `origin` as one event row.
+    pub fn append(
+        &mut self,
+        rec: &AccessRecord<'_>,
+        origin: &LineOrigin<'_>,
+        index: u32,
+        norm: &mut Normalizer,
+    ) {
+        let _ = write!(self.event_id, "{:032x}", origin.event_id(index));
+        self.event_id.append_value("");
+        self.timestamp.append_value(rec.timestamp_us);
+        self.gateway.append_value(origin.gateway);
+        self.format.append_value(origin.format);
+        let _ = write!(self.origin, "{}:{}", origin.stream, origin.position);
+        if origin.sub > 0 {
+            let _ = write!(self.origin, "/{}", origin.sub);
+        }
+        if index > 0 {
+            let _ = write!(self.origin, "#{index}");
+        }
+        self.origin.append_value("");
+        opt(&mut self.request_id, rec.request_id.as_deref());
+
+        let subjects = norm.subjects(rec);
+        match subjects.client_ip {
+            Some(ip) => {
+                let _ = write!(self.client_ip, "{ip}");
+                self.client_ip.append_value("");
+            }
+            None => self.client_ip.append_null(),
+        }
+        match rec.forwarded_for.as_deref() {
+            Some(xff) => {
+                for hop in xff.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                    self.forwarded_for.values().append_value(hop);
+                }
+                self.forwarded_for.append(true);
+            }
+            None => self.forwarded_for.append_null(),
+        }
+        opt(&mut self.identity, subjects.identity.as_deref());
+        opt(&mut self.session, subjects.session.as_deref());
+        opt(&mut self.api_key_id, subjects.api_key_id.as_deref());
+        opt(&mut self.method, rec.method.as_deref());
+        opt(&mut self.host, rec.host.as_deref());
+
+        match rec.target.as_deref() {
+            Some(target) => {
+                let (path, query) = split_target(target);
+                self.path.append_value(path);
+                self.scratch.clear();
+                write_route(path, norm.config().max_route_bytes, &mut self.scratch);
+                self.route.append_value(&self.scratch);
+                let q = query.or(rec.query.as_deref());
+                self.query_present
+                    .append_value(q.is_some_and(|q| !q.is_empty()));
+            }
+            None => {
+                self.path.append_null();
+                self.route.append_null();
+                self.query_present
+                    .append_value(rec.query.as_deref().is_some_and(|q| !q.is_empty()));
+            }
+        }
+        self.status.append_value(rec.status);
+        self.bytes_in.append_option(rec.bytes_in);
+        self.bytes_out.append_option(rec.bytes_out);
+        self.latency_ms.append_option(rec.latency_ms);
+        self.upstream_latency_ms
+            .append_option(rec.upstream_latency_ms);
+        opt(&mut self.user_agent, rec.user_agent.as_deref());
+        opt(&mut self.referer, rec.referer.as_deref());
+        match rec.tls_version.as_deref() {
+            Some(v) => self.tls_version.append_value(tls_version(v)),
+            None => self.tls_version.append_null(),
+        }
+        opt(&mut self.upstream, rec.upstream.as_deref());
+        self.len += 1;
+    }
+
+    /// Takes the rows appended so far as a `RecordBatch`; the builder is empty afterwards.
+    pub fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.timestamp.finish()),
+            Arc::new(self.gateway.finish()),
+            Arc::new(self.format.finish()),
+            Arc::new(self.origin.finish()),
+            Arc::new(self.request_id.finish()),
+            Arc::new(self.client_ip.finish()),
+            Arc::new(self.forwarded_for.finish()),
+            Arc::new(self.identity.finish()),
+            Arc::new(self.session.finish()),
+            Arc::new(self.api_key_id.finish()),
+            Arc::new(self.method.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.path.finish()),
+            Arc::new(self.route.finish()),
+            Arc::new(self.query_present.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.bytes_in.finish()),
+            Arc::new(self.bytes_out.finish()),
+            Arc::new(self.latency_ms.finish()),
+            Arc::new(self.upstream_latency_ms.finish()),
+            Arc::new(self.user_agent.finish()),
+            Arc::new(self.referer.finish()),
+            Arc::new(self.tls_version.finish()),
+            Arc::new(self.upstream.finish()),
+        ];
+        self.len = 0;
+        // The builders and the schema are written together above; a mismatch is a bug here,
+        // not bad input.
+        RecordBatch::try_new(events_schema(), columns).expect("event builders match the schema")
+    }
+}
+
+/// Writes a batch as NDJSON with the schema's field names (nulls omitted).
+pub fn write_ndjson<W: std::io::Write>(
+    out: W,
+    batch: &RecordBatch,
+) -> Result<(), arrow::error::ArrowError> {
+    let mut w = arrow::json::LineDelimitedWriter::new(out);
+    w.write(batch)?;
+    w.finish()
+}

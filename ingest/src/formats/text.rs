@@ -1,0 +1,214 @@
+//! Tokens of space-separated access-log lines (NGINX, Envoy text): bare words, `"quoted"`
+//! fields and `[bracketed]` fields, borrowed from the line.
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tok<'a> {
+    Bare(&'a str),
+    Quoted(&'a str),
+    Bracketed(&'a str),
+}
+
+impl<'a> Tok<'a> {
+    pub fn text(self) -> &'a str {
+        match self {
+            Tok::Bare(s) | Tok::Quoted(s) | Tok::Bracketed(s) => s,
+        }
+    }
+}
+
+/// Splits `line` into at most `out.capacity()`-ish tokens; an unterminated quote or bracket is
+/// an error naming the column.
+pub fn tokenize<'a>(line: &'a str, out: &mut Vec<Tok<'a>>) -> Result<(), String> {
+    out.clear();
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' => i += 1,
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j] != b'"' {
+                    // Envoy and Traefik escape with backslashes; NGINX writes \xHH.
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                if j >= b.len() {
+                    return Err(format!("unterminated quote at column {i}"));
+                }
+                out.push(Tok::Quoted(&line[start..j]));
+                i = j + 1;
+            }
+            b'[' => {
+                let start = i + 1;
+                let Some(len) = memchr::memchr(b']', &b[start..]) else {
+                    return Err(format!("unterminated bracket at column {i}"));
+                };
+                out.push(Tok::Bracketed(&line[start..start + len]));
+                i = start + len + 1;
+            }
+            _ => {
+                let start = i;
+                while i < b.len() && b[i] != b' ' && b[i] != b'\t' {
+                    i += 1;
+                }
+                out.push(Tok::Bare(&line[start..i]));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Undoes NGINX's `\xHH` and Envoy's `\"` / `\\` escapes; borrows when there are none.
+/// Escaped bytes that do not form UTF-8 are replaced (U+FFFD).
+pub fn unescape(s: &str) -> Cow<'_, str> {
+    if !s.contains('\\') {
+        return Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            match b[i + 1] {
+                b'x' if i + 3 < b.len() => {
+                    if let (Some(h), Some(l)) = (hex(b[i + 2]), hex(b[i + 3])) {
+                        out.push(h << 4 | l);
+                        i += 4;
+                        continue;
+                    }
+                }
+                c @ (b'"' | b'\\') => {
+                    out.push(c);
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A text field as a value: `-` and empty are absent; escapes undone.
+pub fn field(s: &str) -> Option<Cow<'_, str>> {
+    crate::record::present(s).map(unescape)
+}
+
+/// Reads a count (`-` is absent).
+pub fn count(s: &str, what: &str) -> Result<Option<u64>, crate::ParseError> {
+    match crate::record::present(s) {
+        None => Ok(None),
+        Some(t) => t.parse::<u64>().map(Some).map_err(|_| {
+            crate::ParseError::new(
+                crate::ParseErrorKind::BadNumber,
+                format!("{what} `{}` is not a count", crate::record::clip(t)),
+            )
+        }),
+    }
+}
+
+/// Reads a status code; 0 is allowed (Envoy logs it when the client left before a response).
+pub fn status(s: &str) -> Result<u16, crate::ParseError> {
+    s.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|c| *c <= 999)
+        .ok_or_else(|| {
+            crate::ParseError::new(
+                crate::ParseErrorKind::BadStatus,
+                format!(
+                    "status `{}` is not an HTTP status code",
+                    crate::record::clip(s)
+                ),
+            )
+        })
+}
+
+/// Sums a list of durations such as NGINX's `$upstream_response_time` (`0.010, 0.020 : 0.005`,
+/// one per upstream tried); `-` entries are skipped. `None` when there is no number at all.
+pub fn duration_sum(s: &str) -> Result<Option<f64>, ()> {
+    let mut total = None;
+    for part in s.split([',', ':']) {
+        match crate::record::present(part) {
+            None => {}
+            Some(t) => {
+                let v: f64 = t.parse().map_err(|_| ())?;
+                if !v.is_finite() || v < 0.0 {
+                    return Err(());
+                }
+                *total.get_or_insert(0.0) += v;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Splits an HTTP request line `METHOD TARGET PROTOCOL`; `None` parts when it is not one (a
+/// TLS handshake on a plain port, a bare `-`).
+pub fn request_line(s: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
+    let mut it = s.split(' ').filter(|p| !p.is_empty());
+    let (m, t, p) = (it.next(), it.next(), it.next());
+    let valid_method = m.is_some_and(|m| {
+        m.len() <= 32
+            && m.bytes()
+                .all(|c| c.is_ascii_alphabetic() || c == b'-' || c == b'_')
+    });
+    match (valid_method, t, it.next()) {
+        (true, Some(t), None) => (m, Some(t), p),
+        _ => (None, None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let mut t = Vec::new();
+        tokenize(r#"a [b c] "d \"e\" f" "" g"#, &mut t).unwrap();
+        assert_eq!(
+            t,
+            vec![
+                Tok::Bare("a"),
+                Tok::Bracketed("b c"),
+                Tok::Quoted(r#"d \"e\" f"#),
+                Tok::Quoted(""),
+                Tok::Bare("g")
+            ]
+        );
+        assert!(tokenize(r#"a "b"#, &mut t).is_err());
+        assert!(tokenize(r#"a [b"#, &mut t).is_err());
+        assert!(tokenize(r#"a "b\"#, &mut t).is_err());
+    }
+
+    #[test]
+    fn unescapes() {
+        assert_eq!(unescape(r"a\x22b\x5Cc"), "a\"b\\c");
+        assert_eq!(unescape(r#"q\"x"#), "q\"x");
+        assert_eq!(unescape(r"\xzz"), r"\xzz");
+        assert_eq!(unescape(r"\xff"), "\u{fffd}");
+        assert!((duration_sum("0.010, 0.020 : 0.005").unwrap().unwrap() - 0.035).abs() < 1e-12);
+        assert_eq!(duration_sum("-"), Ok(None));
+        assert!(duration_sum("x").is_err());
+        assert_eq!(
+            request_line("GET /a HTTP/1.1"),
+            (Some("GET"), Some("/a"), Some("HTTP/1.1"))
+        );
+        assert_eq!(request_line("\\x16\\x03\\x01"), (None, None, None));
+        assert_eq!(request_line("GET /a"), (Some("GET"), Some("/a"), None));
+    }
+}

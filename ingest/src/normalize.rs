@@ -1,0 +1,527 @@
+//! From what a gateway logged to the event's subject columns: the client IP (through trusted
+//! proxies), identity and session (configured fields, else a logged JWT's claims, else the
+//! session cookie), the API key's id (a hash, never the key), and the route (ids templated away).
+
+use crate::error::IngestError;
+use crate::record::AccessRecord;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// `[normalize]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NormalizeConfig {
+    /// CIDRs of proxies in front of the gateway (load balancers, CDNs). When the logged peer is
+    /// one of them, the client IP is the right-most `X-Forwarded-For` entry that is not.
+    /// Default: none (the peer is the client; with no peer logged, the right-most entry).
+    pub trusted_proxies: Vec<String>,
+    /// Name of the cookie that carries the session id. Default `session`.
+    pub session_cookie: String,
+    /// Take `sub` (identity) and `sid`/`jti` (session) from a logged JWT when the gateway did
+    /// not log them itself. The gateway verified the token; vigil only reads it. Default true.
+    pub jwt_claims: bool,
+    /// Secret prefix mixed into the API key hash, so ids cannot be matched against a list of
+    /// leaked keys without it. The enforcement point must use the same value. Default empty.
+    pub api_key_salt: String,
+    /// Longest route kept, in bytes; longer routes are cut (bounds the route column's
+    /// cardinality under path fuzzing). Default 256.
+    pub max_route_bytes: usize,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            session_cookie: "session".into(),
+            jwt_claims: true,
+            api_key_salt: String::new(),
+            max_route_bytes: 256,
+        }
+    }
+}
+
+/// An IP network, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: u128,
+    prefix: u8,
+    v4: bool,
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let ip: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP network"))?;
+        let (addr, max, v4) = match ip {
+            IpAddr::V4(v) => (u128::from(u32::from(v)), 32, true),
+            IpAddr::V6(v) => (u128::from(v), 128, false),
+        };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}` has an invalid prefix length"))?
+        };
+        Ok(Cidr { addr, prefix, v4 })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (addr, bits) = match ip {
+            IpAddr::V4(v) if self.v4 => (u128::from(u32::from(v)), 32),
+            IpAddr::V6(v) if !self.v4 => (u128::from(v), 128),
+            _ => return false,
+        };
+        if self.prefix == 0 {
+            return true;
+        }
+        let shift = bits - u32::from(self.prefix);
+        (addr >> shift) == (self.addr >> shift)
+    }
+}
+
+/// Reads an address as gateways log it: `1.2.3.4`, `1.2.3.4:5678`, `[::1]:443`, `::1`.
+/// IPv4-mapped IPv6 addresses are read as IPv4.
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    let ip = if let Some(rest) = s.strip_prefix('[') {
+        rest.split_once(']')?.0.parse().ok()?
+    } else if let Ok(ip) = s.parse::<IpAddr>() {
+        ip
+    } else {
+        let (host, port) = s.rsplit_once(':')?;
+        port.parse::<u16>().ok()?;
+        host.parse().ok()?
+    };
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    })
+}
+
+/// The id of an API key: lowercase hex of the first 16 bytes of SHA-256(salt ‖ key). The same
+/// function is used by the enforcement point, so decisions on an id match the header it sees.
+pub fn api_key_id_salted(salt: &str, raw: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update(raw.trim().as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// [`api_key_id_salted`] with the default (empty) salt.
+pub fn api_key_id(raw: &str) -> String {
+    api_key_id_salted("", raw)
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JwtClaims {
+    pub sub: Option<String>,
+    pub session: Option<String>,
+}
+
+/// Reads `sub` and `sid` (else `jti`) from a compact JWT's payload, with or without a `Bearer `
+/// prefix. The signature is not checked: the gateway that logged the header verified it.
+pub fn jwt_claims(token: &str) -> Option<JwtClaims> {
+    let t = token.trim();
+    let t = match t.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => t[7..].trim_start(),
+        _ => t,
+    };
+    let mut parts = t.split('.');
+    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || payload.len() > 8192 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Claims {
+        sub: Option<serde_json::Value>,
+        sid: Option<serde_json::Value>,
+        jti: Option<serde_json::Value>,
+    }
+    let c: Claims = serde_json::from_slice(&bytes).ok()?;
+    let text = |v: Option<serde_json::Value>| match v? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    Some(JwtClaims {
+        sub: text(c.sub),
+        session: text(c.sid).or_else(|| text(c.jti)),
+    })
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k.trim() == name)
+            .then(|| v.trim().trim_matches('"'))
+            .filter(|v| !v.is_empty())
+    })
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether a path segment is an object id rather than part of the route's shape.
+fn is_id_segment(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    if b.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    // UUID 8-4-4-4-12
+    if b.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && is_hex(&seg.replace('-', ""))
+    {
+        return true;
+    }
+    // hashes, object ids (Mongo's 24 hex), long hex tokens
+    if b.len() >= 16 && is_hex(seg) {
+        return true;
+    }
+    if seg.contains('@') {
+        return true;
+    }
+    // numeric with a file extension, e.g. 12345.json
+    if let Some((stem, ext)) = seg.rsplit_once('.')
+        && !stem.is_empty()
+        && stem.bytes().all(|c| c.is_ascii_digit())
+        && ext.len() <= 5
+    {
+        return true;
+    }
+    // opaque tokens: long, letters and digits mixed (base64/base62 ids, ULIDs, slugs with ids)
+    if b.len() >= 20 {
+        let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+        let alpha = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+        if digits >= 2 && alpha >= 2 && digits + alpha + 4 >= b.len() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Appends the route of `path` (no query) to `out`: id-like segments become `{id}`, and the
+/// result is cut at `max` bytes on a character boundary.
+pub fn write_route(path: &str, max: usize, out: &mut String) {
+    let start = out.len();
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if is_id_segment(seg) {
+            out.push_str("{id}");
+        } else {
+            out.push_str(seg);
+        }
+        if out.len() - start > max {
+            break;
+        }
+    }
+    if out.len() - start > max {
+        let mut cut = start + max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+}
+
+/// Splits a logged request target into path and query (absolute-form targets lose their
+/// scheme and authority).
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
+    let t = if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        rest.find('/').map_or("/", |i| &rest[i..])
+    } else {
+        target
+    };
+    match t.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (t, None),
+    }
+}
+
+/// `TLSv1.3` for any of `TLSv1.3`, `1.3`, `tlsv1.3`, `TLS 1.3`.
+pub fn tls_version(v: &str) -> std::borrow::Cow<'_, str> {
+    let t = v.trim();
+    let digits = t
+        .trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == ' ')
+        .trim();
+    let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let tls_or_bare =
+        (t.len() >= 3 && t[..3].eq_ignore_ascii_case("tls")) || t.as_bytes()[0].is_ascii_digit();
+    if numeric && tls_or_bare {
+        return std::borrow::Cow::Owned(format!("TLSv{digits}"));
+    }
+    std::borrow::Cow::Borrowed(t)
+}
+
+/// Bounded memo of per-token work (JWT decoding, key hashing): gateways log the same token on
+/// every request of a session, so the work is done once per token, not once per line.
+#[derive(Debug)]
+struct Memo<V> {
+    map: HashMap<u64, V>,
+    max: usize,
+}
+
+impl<V: Clone> Memo<V> {
+    fn new(max: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            max,
+        }
+    }
+    fn get_or(&mut self, key: &str, f: impl FnOnce() -> V) -> V {
+        let h = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+        if let Some(v) = self.map.get(&h) {
+            return v.clone();
+        }
+        let v = f();
+        if self.map.len() >= self.max {
+            self.map.clear();
+        }
+        self.map.insert(h, v.clone());
+        v
+    }
+}
+
+/// The subject columns of one record, computed by [`Normalizer::subjects`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Subjects {
+    pub client_ip: Option<IpAddr>,
+    pub identity: Option<String>,
+    pub session: Option<String>,
+    pub api_key_id: Option<String>,
+}
+
+/// The compiled [`NormalizeConfig`] plus its memos. One per parsing task.
+#[derive(Debug)]
+pub struct Normalizer {
+    trusted: Vec<Cidr>,
+    cfg: NormalizeConfig,
+    jwt_memo: Memo<Option<JwtClaims>>,
+    key_memo: Memo<String>,
+}
+
+impl Normalizer {
+    /// Validates the config; a bad CIDR is named by its key path.
+    pub fn new(cfg: NormalizeConfig) -> Result<Self, IngestError> {
+        let trusted = cfg
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<Cidr>()
+                    .map_err(|m| IngestError::config(format!("normalize.trusted_proxies[{i}]"), m))
+            })
+            .collect::<Result<_, _>>()?;
+        if cfg.session_cookie.trim().is_empty() {
+            return Err(IngestError::config(
+                "normalize.session_cookie",
+                "must not be empty",
+            ));
+        }
+        if cfg.max_route_bytes < 16 {
+            return Err(IngestError::config(
+                "normalize.max_route_bytes",
+                "must be at least 16",
+            ));
+        }
+        Ok(Self {
+            trusted,
+            cfg,
+            jwt_memo: Memo::new(65_536),
+            key_memo: Memo::new(65_536),
+        })
+    }
+
+    pub fn config(&self) -> &NormalizeConfig {
+        &self.cfg
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(ip))
+    }
+
+    /// The client IP: the peer unless it is a trusted proxy; then (or with no peer logged) the
+    /// right-most `X-Forwarded-For` entry that is not a trusted proxy. Entries to the left of
+    /// that one were written by the client and are not believed.
+    pub fn client_ip(&self, peer: Option<&str>, forwarded_for: Option<&str>) -> Option<IpAddr> {
+        let peer = peer.and_then(parse_ip);
+        if let Some(p) = peer
+            && !self.trusted(p)
+        {
+            return Some(p);
+        }
+        if let Some(xff) = forwarded_for {
+            for entry in xff.rsplit(',') {
+                if let Some(ip) = parse_ip(entry)
+                    && !self.trusted(ip)
+                {
+                    return Some(ip);
+                }
+            }
+        }
+        peer
+    }
+
+    pub fn subjects(&mut self, rec: &AccessRecord<'_>) -> Subjects {
+        let client_ip = self.client_ip(rec.peer.as_deref(), rec.forwarded_for.as_deref());
+        let claims = match (&rec.jwt, self.cfg.jwt_claims) {
+            (Some(tok), true) if rec.identity.is_none() || rec.session.is_none() => {
+                self.jwt_memo.get_or(tok, || jwt_claims(tok))
+            }
+            _ => None,
+        };
+        let (jwt_sub, jwt_session) = claims.map(|c| (c.sub, c.session)).unwrap_or_default();
+        let identity = rec.identity.as_deref().map(str::to_owned).or(jwt_sub);
+        let session = rec
+            .session
+            .as_deref()
+            .map(str::to_owned)
+            .or(jwt_session)
+            .or_else(|| {
+                let cookie = rec.cookie.as_deref()?;
+                cookie_value(cookie, &self.cfg.session_cookie).map(str::to_owned)
+            });
+        let salt = &self.cfg.api_key_salt;
+        let api_key_id = rec
+            .api_key
+            .as_deref()
+            .map(|k| self.key_memo.get_or(k, || api_key_id_salted(salt, k)));
+        Subjects {
+            client_ip,
+            identity,
+            session,
+            api_key_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(trusted: &[&str]) -> Normalizer {
+        Normalizer::new(NormalizeConfig {
+            trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn client_ip_through_trusted_proxies() {
+        let n = norm(&["10.0.0.0/8", "2001:db8::/32"]);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // untrusted peer: the header is ignored (it could be forged)
+        assert_eq!(
+            n.client_ip(Some("198.51.100.9:443"), Some("1.1.1.1")),
+            ip("198.51.100.9")
+        );
+        // trusted peer: right-most untrusted entry
+        assert_eq!(
+            n.client_ip(Some("10.1.2.3"), Some("6.6.6.6, 203.0.113.7, 10.9.9.9")),
+            ip("203.0.113.7")
+        );
+        // no peer logged (Envoy's default format): right-most untrusted
+        assert_eq!(
+            n.client_ip(None, Some("6.6.6.6, 203.0.113.7")),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            n.client_ip(Some("[2001:db8::1]:80"), Some("garbage, 7.7.7.7")),
+            ip("7.7.7.7")
+        );
+        assert_eq!(n.client_ip(Some("::ffff:1.2.3.4"), None), ip("1.2.3.4"));
+        assert_eq!(n.client_ip(Some("10.0.0.1"), None), ip("10.0.0.1"));
+        assert_eq!(n.client_ip(Some("not-an-ip"), None), None);
+        assert!(
+            Normalizer::new(NormalizeConfig {
+                trusted_proxies: vec!["10.0.0.0/33".into()],
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string()
+            .contains("normalize.trusted_proxies[0]")
+        );
+    }
+
+    #[test]
+    fn routes_template_ids() {
+        let r = |p: &str| {
+            let mut s = String::new();
+            write_route(p, 256, &mut s);
+            s
+        };
+        assert_eq!(
+            r("/users/123/orders/9f8e7d6c-1234-4abc-9def-001122334455"),
+            "/users/{id}/orders/{id}"
+        );
+        assert_eq!(r("/files/5f1d7c2a9b3e4d0012ab34cd"), "/files/{id}");
+        assert_eq!(r("/api/v1/products/42.json"), "/api/v1/products/{id}");
+        assert_eq!(r("/users/alice@example.com"), "/users/{id}");
+        assert_eq!(r("/api/v1/search"), "/api/v1/search");
+        assert_eq!(r("/t/01HF3Z6Q7X9ABCDEF0123456"), "/t/{id}");
+        assert_eq!(r("/"), "/");
+        let long = format!("/{}", "a/".repeat(400));
+        assert!(r(&long).len() <= 256);
+        assert_eq!(split_target("/a/b?x=1"), ("/a/b", Some("x=1")));
+        assert_eq!(split_target("http://h.example/a?"), ("/a", Some("")));
+    }
+
+    #[test]
+    fn jwt_cookie_and_key() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let tok = format!(
+            "Bearer {}.{}.sig",
+            B64.encode(br#"{"alg":"RS256"}"#),
+            B64.encode(br#"{"sub":"alice","sid":"s-1","exp":1}"#)
+        );
+        let c = jwt_claims(&tok).unwrap();
+        assert_eq!(c.sub.as_deref(), Some("alice"));
+        assert_eq!(c.session.as_deref(), Some("s-1"));
+        assert_eq!(jwt_claims("Bearer nope"), None);
+        assert_eq!(jwt_claims("a.!!!.c"), None);
+        assert_eq!(
+            cookie_value("a=1; session=xyz; b=2", "session"),
+            Some("xyz")
+        );
+        assert_eq!(cookie_value("a=1", "session"), None);
+        let id = api_key_id("vk_live_abc");
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, api_key_id_salted("pepper", "vk_live_abc"));
+        assert_eq!(tls_version("1.3"), "TLSv1.3");
+        assert_eq!(tls_version("TLSv1.2"), "TLSv1.2");
+        assert_eq!(tls_version("tlsv1.3"), "TLSv1.3");
+    }
+}

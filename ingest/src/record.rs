@@ -1,0 +1,108 @@
+//! [`AccessRecord`]: what a format parser understood of one log line, borrowed from the line.
+//!
+//! Parsers fill what their format carries and leave the rest `None`; the
+//! [`Normalizer`](crate::normalize::Normalizer) derives the event columns (route, API key id,
+//! identity from a JWT, client IP through trusted proxies) from it. Strings are `Cow` so that an
+//! unescaped JSON string or a text field is borrowed and only escaped strings are copied.
+
+use std::borrow::Cow;
+
+pub type Text<'a> = Option<Cow<'a, str>>;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AccessRecord<'a> {
+    /// Request start (or log) time, UTC microseconds since the epoch.
+    pub timestamp_us: i64,
+    pub request_id: Text<'a>,
+    /// The address of the peer that connected to the gateway (may carry `:port`).
+    pub peer: Text<'a>,
+    /// The `X-Forwarded-For` chain as logged (`a, b, c`).
+    pub forwarded_for: Text<'a>,
+    /// Identity the gateway authenticated (consumer, principal, `remote_user`, JWT `sub`).
+    pub identity: Text<'a>,
+    pub session: Text<'a>,
+    /// The raw API key as logged; hashed by the normalizer and never stored.
+    pub api_key: Text<'a>,
+    /// An `Authorization` header value or bare token that may hold a JWT.
+    pub jwt: Text<'a>,
+    /// A `Cookie` header value (the session cookie is looked up in it).
+    pub cookie: Text<'a>,
+    pub method: Text<'a>,
+    pub host: Text<'a>,
+    /// Request target as logged: path, possibly with `?query`.
+    pub target: Text<'a>,
+    /// Query string logged separately from the path (without `?`), when the format does so.
+    pub query: Text<'a>,
+    pub protocol: Text<'a>,
+    pub status: u16,
+    pub bytes_in: Option<u64>,
+    pub bytes_out: Option<u64>,
+    pub latency_ms: Option<f64>,
+    pub upstream_latency_ms: Option<f64>,
+    pub user_agent: Text<'a>,
+    pub referer: Text<'a>,
+    pub tls_version: Text<'a>,
+    pub upstream: Text<'a>,
+}
+
+/// `None` for the placeholders gateways write for "no value".
+pub fn present(s: &str) -> Option<&str> {
+    let s = s.trim();
+    match s {
+        "" | "-" | "null" | "nil" | "none" => None,
+        _ => Some(s),
+    }
+}
+
+/// Like [`present`] for an owned-or-borrowed string.
+pub fn present_cow(s: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    match s {
+        Cow::Borrowed(b) => present(b).map(Cow::Borrowed),
+        Cow::Owned(o) => present(&o)
+            .is_some()
+            .then(|| Cow::Owned(o.trim().to_string())),
+    }
+}
+
+/// At most 64 bytes of `s` (on a char boundary), for error messages that quote input.
+pub fn clip(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl AccessRecord<'_> {
+    /// A copy that owns all its strings.
+    pub fn into_owned(self) -> AccessRecord<'static> {
+        fn o(t: Text<'_>) -> Text<'static> {
+            t.map(|c| Cow::Owned(c.into_owned()))
+        }
+        AccessRecord {
+            timestamp_us: self.timestamp_us,
+            request_id: o(self.request_id),
+            peer: o(self.peer),
+            forwarded_for: o(self.forwarded_for),
+            identity: o(self.identity),
+            session: o(self.session),
+            api_key: o(self.api_key),
+            jwt: o(self.jwt),
+            cookie: o(self.cookie),
+            method: o(self.method),
+            host: o(self.host),
+            target: o(self.target),
+            query: o(self.query),
+            protocol: o(self.protocol),
+            status: self.status,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            latency_ms: self.latency_ms,
+            upstream_latency_ms: self.upstream_latency_ms,
+            user_agent: o(self.user_agent),
+            referer: o(self.referer),
+            tls_version: o(self.tls_version),
+            upstream: o(self.upstream),
+        }
+    }
+}

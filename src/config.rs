@@ -1,0 +1,311 @@
+//! `vigil.toml`: one file, every key documented with its default, environment overrides, and
+//! unknown or bad keys reported by their path (`sources.edge.fromat: unknown field`).
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use vigil_ingest::normalize::NormalizeConfig;
+use vigil_ingest::pipeline::PipelineConfig;
+use vigil_ingest::source::SourceConfig;
+
+/// The configuration used when no file is given: an HTTP push source on loopback, a local
+/// data directory, no external services.
+pub const EMBEDDED_DEFAULT: &str = r#"
+data_dir = "vigil-data"
+
+[server]
+listen = "127.0.0.1:7070"
+
+[sources.push]
+type = "http"
+format = "auto"
+"#;
+
+/// Prefix of environment overrides: `VIGIL__SERVER__LISTEN=0.0.0.0:7070` sets
+/// `server.listen` (path segments separated by `__`).
+pub const ENV_PREFIX: &str = "VIGIL__";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for checkpoints, dead letters and (later) the analytics store. Default
+    /// `vigil-data`.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub pipeline: PipelineConfig,
+    pub normalize: NormalizeConfig,
+    /// Kafka connection shared by Kafka sources and sinks; absent means no Kafka.
+    pub kafka: Option<KafkaConfig>,
+    pub dead_letters: DeadLettersConfig,
+    /// Named sources: `[sources.NAME]` with `type = "kafka" | "file" | "http" | "stdin"`.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: "vigil-data".into(),
+            server: ServerConfig::default(),
+            pipeline: PipelineConfig::default(),
+            normalize: NormalizeConfig::default(),
+            kafka: None,
+            dead_letters: DeadLettersConfig::default(),
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HTTP API (ingest, health, metrics). Default `127.0.0.1:7070`.
+    pub listen: String,
+    /// Longest a graceful shutdown waits for in-flight requests and batches. Default 10000 ms.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7070".into(),
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`. Required.
+    pub brokers: String,
+    /// Extra librdkafka settings for every client, e.g. `"security.protocol" = "ssl"`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let mut v = vec![("bootstrap.servers".to_string(), self.brokers.clone())];
+        v.extend(self.options.iter().map(|(k, v)| (k.clone(), v.clone())));
+        v
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterType {
+    /// NDJSON file (default).
+    #[default]
+    File,
+    /// Kafka topic (needs `[kafka]`).
+    Kafka,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadLettersConfig {
+    /// `file` (default) or `kafka`.
+    #[serde(rename = "type")]
+    pub kind: DeadLetterType,
+    /// File for `type = "file"`. Default `<data_dir>/dead-letters.ndjson`.
+    pub path: Option<PathBuf>,
+    /// Topic for `type = "kafka"`. Default `vigil.dead-letters`.
+    pub topic: String,
+}
+
+impl Default for DeadLettersConfig {
+    fn default() -> Self {
+        Self {
+            kind: DeadLetterType::File,
+            path: None,
+            topic: "vigil.dead-letters".into(),
+        }
+    }
+}
+
+impl DeadLettersConfig {
+    pub fn file_path(&self, data_dir: &Path) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| data_dir.join("dead-letters.ndjson"))
+    }
+}
+
+/// Sets `path` (segments) in `root` to `value`, read as a TOML value when it parses as one
+/// (`8192`, `true`, `["a"]`) and as a string otherwise.
+fn set_path(root: &mut toml::Table, path: &[String], value: &str) -> Result<()> {
+    let (last, parents) = path.split_last().context("empty override path")?;
+    let mut t = root;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("`{}` is not a table", p),
+        };
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    t.insert(last.clone(), parsed);
+    Ok(())
+}
+
+impl Config {
+    /// Parses `text` (from `origin`, for messages), applies `env` overrides and validates.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {e}"))?;
+        for (k, v) in env {
+            if let Some(rest) = k.strip_prefix(ENV_PREFIX) {
+                let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+                set_path(&mut table, &path, &v)
+                    .with_context(|| format!("environment override {k}"))?;
+            }
+        }
+        let de = toml::Value::Table(table);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("{origin}: invalid config at `{path}`: {}", e.into_inner())
+        })?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file (or the embedded default when `path` is `None`), with the
+    /// process's `VIGIL__*` overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None => (
+                EMBEDDED_DEFAULT.to_string(),
+                "embedded default config".to_string(),
+            ),
+        };
+        Self::parse(&text, &origin, std::env::vars())
+    }
+
+    /// Checks what serde cannot: values, and keys that only make sense together.
+    pub fn validate(&self) -> Result<()> {
+        self.pipeline.validate()?;
+        vigil_ingest::normalize::Normalizer::new(self.normalize.clone())?;
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            bail!(
+                "invalid config at `server.listen`: `{}` is not an address such as 127.0.0.1:7070",
+                self.server.listen
+            );
+        }
+        if let Some(k) = &self.kafka
+            && k.brokers.trim().is_empty()
+        {
+            bail!("invalid config at `kafka.brokers`: must not be empty");
+        }
+        if self.dead_letters.kind == DeadLetterType::Kafka && self.kafka.is_none() {
+            bail!("invalid config at `dead_letters.type`: `kafka` needs a `[kafka]` section");
+        }
+        for (name, src) in &self.sources {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                bail!(
+                    "invalid config at `sources.{name}`: source names are letters, digits, `-` and `_`"
+                );
+            }
+            src.format
+                .build(&vigil_ingest::formats::FormatOptions {
+                    fields: src.fields.clone(),
+                })
+                .map_err(|e| match e {
+                    vigil_ingest::IngestError::Config { key, message } => {
+                        anyhow::anyhow!("invalid config at `sources.{name}.{key}`: {message}")
+                    }
+                    other => other.into(),
+                })?;
+            if matches!(src.kind, vigil_ingest::source::SourceKind::Kafka(_))
+                && self.kafka.is_none()
+            {
+                bail!(
+                    "invalid config at `sources.{name}.type`: a kafka source needs a `[kafka]` section"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::parse(s, "test.toml", Vec::new())
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = parse(EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(c.sources.len(), 1);
+    }
+
+    #[test]
+    fn unknown_and_bad_keys_are_named_by_path() {
+        let e = parse("[sources.edge]\ntype = \"file\"\npaths = [\"/x\"]\nfromat = \"nginx\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("sources.edge"), "{e}");
+        assert!(e.to_string().contains("fromat"), "{e}");
+        let e = parse("[pipeline]\nbatch_max_events = 0\n").unwrap_err();
+        assert!(e.to_string().contains("pipeline.batch_max_events"), "{e}");
+        let e = parse("[normalize]\ntrusted_proxies = [\"10.0.0.0/99\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("normalize.trusted_proxies[0]"),
+            "{e}"
+        );
+        let e = parse("[sources.k]\ntype = \"kafka\"\ntopics = [\"t\"]\n").unwrap_err();
+        assert!(e.to_string().contains("sources.k.type"), "{e}");
+        let e = parse("[sources.j]\ntype = \"stdin\"\nformat = \"json\"\n[sources.j.fields]\nidentity = [\"a..b\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("sources.j.fields.identity[0]"),
+            "{e}"
+        );
+        let e = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let c = Config::parse(
+            EMBEDDED_DEFAULT,
+            "t",
+            vec![
+                (
+                    "VIGIL__SERVER__LISTEN".to_string(),
+                    "127.0.0.1:9999".to_string(),
+                ),
+                (
+                    "VIGIL__PIPELINE__BATCH_MAX_EVENTS".to_string(),
+                    "17".to_string(),
+                ),
+                ("OTHER".to_string(), "x".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9999");
+        assert_eq!(c.pipeline.batch_max_events, 17);
+    }
+}

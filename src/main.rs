@@ -1,0 +1,92 @@
+//! The `vigil` command: the engine (`run`), offline tools (`replay`, `simulate`, `validate`).
+#![forbid(unsafe_code)]
+
+mod config;
+mod replay;
+mod run;
+mod simulate;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use vigil_ingest::formats::FormatName;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Continuous, adaptive zero-trust for API gateways"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine: the configured sources (the embedded default without --config).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Also write every event as NDJSON to this file.
+        #[arg(long)]
+        events_out: Option<PathBuf>,
+    },
+    /// Parse log files (or `-` for stdin) offline and report what was understood.
+    Replay(replay::ReplayArgs),
+    /// Write labelled synthetic gateway traffic in any supported format.
+    Simulate(simulate::SimulateArgs),
+    /// Check a config file; bad or unknown keys are named by their path.
+    Validate { config: PathBuf },
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    match cli.command {
+        Command::Run { config, events_out } => {
+            let cfg = config::Config::load(config.as_deref())?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(run::run(cfg, events_out))
+        }
+        Command::Replay(args) => replay::replay(args),
+        Command::Simulate(args) => simulate::simulate(args),
+        Command::Validate { config } => {
+            let cfg = config::Config::load(Some(&config))?;
+            println!(
+                "{}: valid ({} source{})",
+                config.display(),
+                cfg.sources.len(),
+                if cfg.sources.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `--format` values, parsed by the ingest crate's names.
+pub fn parse_format(s: &str) -> Result<FormatName, String> {
+    s.parse()
+}

@@ -1,0 +1,212 @@
+//! `vigil replay`: parse log files offline, with a progress bar on a terminal and a summary.
+
+use crate::Output;
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use vigil_ingest::dead_letter::DeadLetterSink;
+use vigil_ingest::event::{EventBatchBuilder, write_ndjson};
+use vigil_ingest::formats::{FormatName, FormatOptions};
+use vigil_ingest::normalize::Normalizer;
+use vigil_ingest::pipeline::{IngestStats, LineChunk, LineSplitter, Parser};
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// Log format of the files.
+    #[arg(long, short, value_parser = crate::parse_format, default_value = "auto")]
+    format: FormatName,
+    /// Gateway (source) name recorded in the events.
+    #[arg(long, default_value = "replay")]
+    gateway: String,
+    /// Config file whose `[normalize]`, `[pipeline]` and `data_dir` apply.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Summary format.
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+    /// Write every normalized event as NDJSON (the `events` schema's field names).
+    #[arg(long)]
+    events_out: Option<PathBuf>,
+    /// Write every dead letter (line, reason, position) as NDJSON. Default:
+    /// `<data_dir>/dead-letters.ndjson`.
+    #[arg(long)]
+    dead_letters_out: Option<PathBuf>,
+    /// Log files; `-` reads standard input.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    files: usize,
+    events_in: u64,
+    events_parsed: u64,
+    dead_lettered: u64,
+    elapsed_secs: f64,
+    events_per_sec: f64,
+    bytes_read: u64,
+    dead_letter_reasons: BTreeMap<&'static str, u64>,
+    dead_letters_path: String,
+}
+
+pub fn replay(args: ReplayArgs) -> Result<()> {
+    let cfg = crate::config::Config::load(args.config.as_deref())?;
+    let stats = Arc::new(IngestStats::default());
+    let mut parser = Parser::new(
+        &args.gateway,
+        args.format,
+        FormatOptions::default(),
+        Normalizer::new(cfg.normalize.clone())?,
+        stats.clone(),
+    )?;
+    let dl_path = args
+        .dead_letters_out
+        .clone()
+        .unwrap_or_else(|| cfg.dead_letters.file_path(&cfg.data_dir));
+    let dead_sink = DeadLetterSink::file(&dl_path)?;
+    let mut events_out = match &args.events_out {
+        Some(p) => Some(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let total_bytes: u64 = args
+        .files
+        .iter()
+        .filter(|p| p.as_os_str() != "-")
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let progress = (std::io::stderr().is_terminal() && args.output == Output::Text).then(|| {
+        let pb = indicatif::ProgressBar::new(total_bytes);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let batch_max = cfg.pipeline.batch_max_events;
+    let mut builder = EventBatchBuilder::with_capacity(batch_max.min(65_536));
+    let mut dead = Vec::new();
+    let started = Instant::now();
+    let mut bytes_read = 0u64;
+    for path in &args.files {
+        let (mut reader, stream): (Box<dyn Read>, String) = if path.as_os_str() == "-" {
+            (Box::new(std::io::stdin().lock()), "stdin".to_string())
+        } else {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            (Box::new(f), format!("file:{}", path.display()))
+        };
+        let stream: Arc<str> = stream.into();
+        let mut splitter = LineSplitter::new(0, cfg.pipeline.max_line_bytes);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut seed: Option<u64> = None;
+        let mut head: Vec<u8> = Vec::new();
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            bytes_read += n as u64;
+            let data: &[u8] = if seed.is_none() {
+                // Event ids are seeded by the stream's first line (as the file source does).
+                head.extend_from_slice(&buf[..n]);
+                match memchr_newline(&head) {
+                    Some(i) => {
+                        seed = Some(vigil_ingest::source::content_seed(
+                            &args.gateway,
+                            &head[..i],
+                        ))
+                    }
+                    None if n == 0 => {
+                        seed = Some(vigil_ingest::source::content_seed(&args.gateway, &head))
+                    }
+                    None => continue,
+                }
+                &head
+            } else {
+                &buf[..n]
+            };
+            let mut chunk = LineChunk::new(stream.clone(), seed.unwrap_or_default());
+            splitter.push(data, &mut chunk);
+            if n == 0 {
+                splitter.finish(&mut chunk);
+            }
+            head.clear();
+            parser.parse_chunk(&chunk, &mut builder, &mut dead);
+            if builder.len() >= batch_max || n == 0 {
+                let batch = builder.finish();
+                if let Some(w) = events_out.as_mut() {
+                    write_ndjson(&mut *w, &batch)?;
+                }
+            }
+            if !dead.is_empty() {
+                dead_sink.write_blocking(&dead)?;
+                dead.clear();
+            }
+            if let Some(pb) = &progress {
+                pb.set_position(bytes_read);
+                pb.set_message(format!("{} events", stats.events.load(Ordering::Relaxed)));
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    if let Some(mut w) = events_out {
+        w.flush()?;
+    }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let lines = stats.lines.load(Ordering::Relaxed);
+    let summary = Summary {
+        files: args.files.len(),
+        events_in: lines,
+        events_parsed: stats.events.load(Ordering::Relaxed),
+        dead_lettered: stats.dead_letters.load(Ordering::Relaxed),
+        elapsed_secs: elapsed,
+        events_per_sec: if elapsed > 0.0 {
+            lines as f64 / elapsed
+        } else {
+            0.0
+        },
+        bytes_read,
+        dead_letter_reasons: stats.reason_counts().into_iter().collect(),
+        dead_letters_path: dl_path.display().to_string(),
+    };
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string(&summary)?),
+        Output::Text => {
+            println!(
+                "{} lines: {} events, {} dead letters in {:.2}s ({:.0} lines/s)",
+                summary.events_in,
+                summary.events_parsed,
+                summary.dead_lettered,
+                elapsed,
+                summary.events_per_sec
+            );
+            for (reason, n) in &summary.dead_letter_reasons {
+                println!("  {reason}: {n}");
+            }
+            if summary.dead_lettered > 0 {
+                println!("dead letters: {}", summary.dead_letters_path);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|c| *c == b'\n')
+}
