@@ -535,8 +535,10 @@ fn duration(v: Option<Scalar<'_>>, scale: f64, what: &str) -> Result<Option<f64>
     let secs = match &v {
         // "0.010, 0.020": one duration per upstream tried
         Scalar::Str(s) => super::text::duration_sum(s).ok(),
+        // Negative means "not measured" (Kong logs -1 for requests that never reached the
+        // upstream): absent, not an error.
         other => match other.as_f64() {
-            Ok(Some(f)) if f >= 0.0 && f.is_finite() => Some(Some(f)),
+            Ok(Some(f)) if f.is_finite() => Some((f >= 0.0).then_some(f)),
             Ok(None) => Some(None),
             _ => None,
         },

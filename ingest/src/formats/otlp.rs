@@ -189,9 +189,21 @@ fn record<'a>(lr: LogRecord<'a>) -> Result<AccessRecord<'a>, ParseError> {
     if status.is_none() && rec.method.is_none() {
         // No HTTP attributes: maybe the body is a formatted access-log line.
         if let Some(line) = lr.body.and_then(|b| b.string_value) {
-            return super::auto::parse_text_line(&line.0).map(AccessRecord::into_owned);
+            return super::auto::parse_text_line(&line.0)
+                .map(AccessRecord::into_owned)
+                .map_err(|e| {
+                    ParseError::new(
+                        ParseErrorKind::MissingField,
+                        format!(
+                            "log record has no HTTP attributes and its body is not an access-log line ({e})"
+                        ),
+                    )
+                });
         }
-        return Err(ParseError::missing("http.response.status_code"));
+        return Err(ParseError::new(
+            ParseErrorKind::MissingField,
+            "log record has no HTTP attributes (http.response.status_code) and no text body",
+        ));
     }
     let Some(ns) = time_ns else {
         return Err(ParseError::missing("timeUnixNano"));

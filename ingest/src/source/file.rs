@@ -43,6 +43,9 @@ pub struct FileSourceConfig {
     pub poll_interval_ms: u64,
     /// Bytes read at a time. Default 256 KiB.
     pub read_bytes: usize,
+    /// After a rotation, how long the old file is still read (writers keep appending to it
+    /// until they reopen) before it is closed. Default 1000 ms.
+    pub rotate_wait_ms: u64,
 }
 
 impl Default for FileSourceConfig {
@@ -52,6 +55,7 @@ impl Default for FileSourceConfig {
             start_at: StartAt::Beginning,
             poll_interval_ms: 200,
             read_bytes: 256 * 1024,
+            rotate_wait_ms: 1000,
         }
     }
 }
@@ -236,6 +240,7 @@ impl Tail {
         let mut splitter = LineSplitter::new(start, self.max_line);
         let mut read_at = start;
         let mut buf = vec![0u8; self.cfg.read_bytes];
+        let mut rotated_at: Option<std::time::Instant> = None;
         loop {
             let n = file.read(&mut buf)?;
             let mut chunk = LineChunk::new(stream.clone(), fp);
@@ -249,6 +254,14 @@ impl Tail {
                     Err(e) => return Err(e),
                 };
                 if rotated {
+                    let since = *rotated_at.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() < Duration::from_millis(self.cfg.rotate_wait_ms) {
+                        // The writer may still append to the old file until it reopens.
+                        if !self.sleep() {
+                            return Ok(Next::Stop);
+                        }
+                        continue;
+                    }
                     // The writer has moved on: a last line without newline is complete.
                     splitter.finish(&mut chunk);
                     self.send(chunk, fp, splitter.committed_offset());
