@@ -1,10 +1,12 @@
 //! `vigil run` consuming gateway logs from a real Kafka-protocol broker: every produced line is
 //! an event or a dead letter, offsets are committed after the batches are handled, and after a
-//! restart the consumer group resumes where it stopped (no re-read, no gap).
+//! restart the consumer group resumes where it stopped (no re-read, no gap). Dead letters go to
+//! a Kafka topic.
 
 mod support;
 
 use rdkafka::ClientConfig;
+use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -14,6 +16,7 @@ use support::{Broker, Vigil, free_port, read_ndjson, wait_until};
 
 const TOPIC: &str = "gateway-logs";
 const GROUP: &str = "vigil-e2e";
+const DEAD: &str = "vigil.dead-letters";
 
 fn nginx_line(i: usize) -> String {
     format!(
@@ -82,6 +85,32 @@ fn committed_total(brokers: &str, partitions: i32) -> i64 {
     }
 }
 
+/// Every record of the dead-letter topic, read by assignment from the beginning.
+fn dead_letters(brokers: &str) -> Vec<serde_json::Value> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "dead-letter-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(DEAD, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 10 {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                idle = 0;
+                out.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+            }
+            _ => idle += 1,
+        }
+    }
+    out
+}
+
 fn write_config(dir: &std::path::Path, brokers: &str) -> std::path::PathBuf {
     let cfg = format!(
         r#"
@@ -94,6 +123,9 @@ batch_max_delay_ms = 50
 brokers = "{brokers}"
 [kafka.options]
 "topic.metadata.refresh.interval.ms" = "1000"
+[dead_letters]
+type = "kafka"
+topic = "{DEAD}"
 [sources.edge]
 type = "kafka"
 format = "nginx"
@@ -113,16 +145,16 @@ commit_interval_ms = 200
 fn consumes_commits_and_resumes_after_restart() {
     let broker = Broker::start();
     broker.create_topic(TOPIC, 2);
+    broker.create_topic(DEAD, 1);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &broker.brokers);
-    let dead_path = dir.path().join("data/dead-letters.ndjson");
 
     produce(&broker.brokers, 0..300);
     let events1 = dir.path().join("events1.ndjson");
     let vigil = Vigil::run(&config, &events1);
     // The group join takes ~20 s on this broker: wait for the data, not a fixed time.
-    wait_until(120, "300 lines consumed", || {
-        read_ndjson(&events1).len() + read_ndjson(&dead_path).len() >= 300
+    wait_until(120, "270 events consumed", || {
+        read_ndjson(&events1).len() >= 270
     });
     wait_until(60, "offsets committed", || {
         committed_total(&broker.brokers, 2) == 300
@@ -130,7 +162,7 @@ fn consumes_commits_and_resumes_after_restart() {
     vigil.stop();
 
     let first = read_ndjson(&events1);
-    let dead = read_ndjson(&dead_path);
+    let dead = dead_letters(&broker.brokers);
     assert_eq!(first.len(), 270, "every well-formed line is an event");
     assert_eq!(dead.len(), 30, "every malformed line is a dead letter");
     assert!(dead.iter().all(|d| {
@@ -144,8 +176,8 @@ fn consumes_commits_and_resumes_after_restart() {
     produce(&broker.brokers, 300..400);
     let events2 = dir.path().join("events2.ndjson");
     let vigil = Vigil::run(&config, &events2);
-    wait_until(120, "100 more lines consumed", || {
-        read_ndjson(&events2).len() + read_ndjson(&dead_path).len() >= 90 + 40
+    wait_until(120, "90 more events consumed", || {
+        read_ndjson(&events2).len() >= 90
     });
     wait_until(60, "offsets committed", || {
         committed_total(&broker.brokers, 2) == 400
@@ -160,7 +192,11 @@ fn consumes_commits_and_resumes_after_restart() {
         90,
         "only the new lines are read after the restart"
     );
-    assert_eq!(read_ndjson(&dead_path).len(), 40);
+    assert_eq!(
+        dead_letters(&broker.brokers).len(),
+        40,
+        "dead letters produced once each"
+    );
     let ids: HashSet<&str> = first
         .iter()
         .chain(&second)

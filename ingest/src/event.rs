@@ -163,6 +163,16 @@ pub struct EventBatchBuilder {
     len: usize,
 }
 
+/// Lowercase hex of a 128-bit id, without the formatting machinery (once per event).
+fn hex32(v: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = DIGITS[((v >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
 fn opt(b: &mut StringBuilder, v: Option<&str>) {
     match v {
         Some(s) => b.append_value(s),
@@ -226,8 +236,9 @@ impl EventBatchBuilder {
         index: u32,
         norm: &mut Normalizer,
     ) {
-        let _ = write!(self.event_id, "{:032x}", origin.event_id(index));
-        self.event_id.append_value("");
+        let id = hex32(origin.event_id(index));
+        self.event_id
+            .append_value(std::str::from_utf8(&id).unwrap_or_default());
         self.timestamp.append_value(rec.timestamp_us);
         self.gateway.append_value(origin.gateway);
         self.format.append_value(origin.format);
@@ -241,6 +252,7 @@ impl EventBatchBuilder {
         self.origin.append_value("");
         opt(&mut self.request_id, rec.request_id.as_deref());
 
+        let max_route = norm.config().max_route_bytes;
         let subjects = norm.subjects(rec);
         match subjects.client_ip {
             Some(ip) => {
@@ -258,9 +270,9 @@ impl EventBatchBuilder {
             }
             None => self.forwarded_for.append_null(),
         }
-        opt(&mut self.identity, subjects.identity.as_deref());
-        opt(&mut self.session, subjects.session.as_deref());
-        opt(&mut self.api_key_id, subjects.api_key_id.as_deref());
+        opt(&mut self.identity, subjects.identity);
+        opt(&mut self.session, subjects.session);
+        opt(&mut self.api_key_id, subjects.api_key_id);
         opt(&mut self.method, rec.method.as_deref());
         opt(&mut self.host, rec.host.as_deref());
 
@@ -269,7 +281,7 @@ impl EventBatchBuilder {
                 let (path, query) = split_target(target);
                 self.path.append_value(path);
                 self.scratch.clear();
-                write_route(path, norm.config().max_route_bytes, &mut self.scratch);
+                write_route(path, max_route, &mut self.scratch);
                 self.route.append_value(&self.scratch);
                 let q = query.or(rec.query.as_deref());
                 self.query_present

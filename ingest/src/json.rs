@@ -61,6 +61,39 @@ pub struct Projection {
 #[derive(Debug, Clone, Default)]
 struct Node {
     children: Vec<Child>,
+    /// Indexes into `children` by [`bucket`] of the key: a line's keys are looked up here
+    /// instead of comparing against every wanted key.
+    buckets: Vec<Vec<u16>>,
+}
+
+const BUCKETS: usize = 64;
+
+fn bucket(key: &str) -> usize {
+    let b = key.as_bytes();
+    let (first, last) = (
+        b.first().copied().unwrap_or(0),
+        b.last().copied().unwrap_or(0),
+    );
+    (b.len().wrapping_mul(31) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last)) % BUCKETS
+}
+
+impl Node {
+    fn find(&self, key: &str) -> Option<&Child> {
+        let ids = self.buckets.get(bucket(key))?;
+        ids.iter()
+            .map(|&i| &self.children[usize::from(i)])
+            .find(|c| &*c.key == key)
+    }
+
+    fn index(&mut self) {
+        self.buckets = vec![Vec::new(); BUCKETS];
+        for (i, c) in self.children.iter_mut().enumerate() {
+            self.buckets[bucket(&c.key)].push(i as u16);
+            if let Some(n) = &mut c.nested {
+                n.index();
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +144,7 @@ impl Projection {
                 node = child.nested.get_or_insert_with(Node::default);
             }
         }
+        p.root.index();
         (p, slot_of)
     }
 
@@ -156,7 +190,7 @@ impl<'de: 'a, 'a> Visitor<'de> for ObjectSeed<'_, '_, 'a> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             let key: &str = &key.0;
-            let Some(child) = self.node.children.iter().find(|c| &*c.key == key) else {
+            let Some(child) = self.node.find(key) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };

@@ -287,40 +287,49 @@ pub fn tls_version(v: &str) -> std::borrow::Cow<'_, str> {
 
 /// Bounded memo of per-token work (JWT decoding, key hashing): gateways log the same token on
 /// every request of a session, so the work is done once per token, not once per line.
+///
+/// Keys are hashed with a per-process random seed and compared in full, so a crafted token
+/// cannot collide with another's entry and borrow its identity.
 #[derive(Debug)]
 struct Memo<V> {
-    map: HashMap<u64, V>,
+    map: HashMap<u64, (Box<str>, V)>,
+    seed: u64,
     max: usize,
 }
 
-impl<V: Clone> Memo<V> {
+impl<V> Memo<V> {
     fn new(max: usize) -> Self {
+        let seed = std::collections::hash_map::RandomState::new();
+        let seed = std::hash::BuildHasher::hash_one(&seed, 0x5eed_u64);
         Self {
             map: HashMap::new(),
+            seed,
             max,
         }
     }
-    fn get_or(&mut self, key: &str, f: impl FnOnce() -> V) -> V {
-        let h = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
-        if let Some(v) = self.map.get(&h) {
-            return v.clone();
+
+    fn get_or(&mut self, key: &str, f: impl FnOnce() -> V) -> &V {
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), self.seed);
+        let hit = self.map.get(&h).is_some_and(|(k, _)| &**k == key);
+        if !hit {
+            if self.map.len() >= self.max {
+                self.map.clear();
+            }
+            // A different key with the same hash is replaced: correct, if slower.
+            self.map.insert(h, (key.into(), f()));
         }
-        let v = f();
-        if self.map.len() >= self.max {
-            self.map.clear();
-        }
-        self.map.insert(h, v.clone());
-        v
+        &self.map[&h].1
     }
 }
 
-/// The subject columns of one record, computed by [`Normalizer::subjects`].
+/// The subject columns of one record, computed by [`Normalizer::subjects`]; strings borrow
+/// from the record or from the normalizer's memos.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Subjects {
+pub struct Subjects<'a> {
     pub client_ip: Option<IpAddr>,
-    pub identity: Option<String>,
-    pub session: Option<String>,
-    pub api_key_id: Option<String>,
+    pub identity: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub api_key_id: Option<&'a str>,
 }
 
 /// The compiled [`NormalizeConfig`] plus its memos. One per parsing task.
@@ -394,30 +403,32 @@ impl Normalizer {
         peer
     }
 
-    pub fn subjects(&mut self, rec: &AccessRecord<'_>) -> Subjects {
+    pub fn subjects<'a>(&'a mut self, rec: &'a AccessRecord<'_>) -> Subjects<'a> {
         let client_ip = self.client_ip(rec.peer.as_deref(), rec.forwarded_for.as_deref());
-        let claims = match (&rec.jwt, self.cfg.jwt_claims) {
-            (Some(tok), true) if rec.identity.is_none() || rec.session.is_none() => {
-                self.jwt_memo.get_or(tok, || jwt_claims(tok))
-            }
+        let want_claims = self.cfg.jwt_claims && (rec.identity.is_none() || rec.session.is_none());
+        let claims: Option<&JwtClaims> = match &rec.jwt {
+            Some(tok) if want_claims => self.jwt_memo.get_or(tok, || jwt_claims(tok)).as_ref(),
             _ => None,
         };
-        let (jwt_sub, jwt_session) = claims.map(|c| (c.sub, c.session)).unwrap_or_default();
-        let identity = rec.identity.as_deref().map(str::to_owned).or(jwt_sub);
+        let identity = rec
+            .identity
+            .as_deref()
+            .or_else(|| claims.and_then(|c| c.sub.as_deref()));
+        let cookie_name = &self.cfg.session_cookie;
         let session = rec
             .session
             .as_deref()
-            .map(str::to_owned)
-            .or(jwt_session)
-            .or_else(|| {
-                let cookie = rec.cookie.as_deref()?;
-                cookie_value(cookie, &self.cfg.session_cookie).map(str::to_owned)
-            });
+            .or_else(|| claims.and_then(|c| c.session.as_deref()))
+            .or_else(|| cookie_value(rec.cookie.as_deref()?, cookie_name));
         let salt = &self.cfg.api_key_salt;
-        let api_key_id = rec
-            .api_key
-            .as_deref()
-            .map(|k| self.key_memo.get_or(k, || api_key_id_salted(salt, k)));
+        let api_key_id = match rec.api_key.as_deref() {
+            Some(k) => Some(
+                self.key_memo
+                    .get_or(k, || api_key_id_salted(salt, k))
+                    .as_str(),
+            ),
+            None => None,
+        };
         Subjects {
             client_ip,
             identity,

@@ -33,7 +33,8 @@ pub struct PipelineConfig {
     /// Chunks queued between a source and its parse task; a full queue blocks the source.
     /// Default 16.
     pub queue_chunks: usize,
-    /// Longest line read; longer lines are dead-lettered (`line_too_long`). Default 64 KiB.
+    /// Longest line read; longer lines are dead-lettered (`line_too_long`). Default 1 MiB (an
+    /// OTLP export of a few hundred records is one line).
     pub max_line_bytes: usize,
 }
 
@@ -43,7 +44,7 @@ impl Default for PipelineConfig {
             batch_max_events: 8192,
             batch_max_delay_ms: 250,
             queue_chunks: 16,
-            max_line_bytes: 64 * 1024,
+            max_line_bytes: 1024 * 1024,
         }
     }
 }

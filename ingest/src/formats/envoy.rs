@@ -36,8 +36,7 @@ fn millis(s: &str, what: &str) -> Result<Option<f64>, ParseError> {
 }
 
 pub(crate) fn parse_line(line: &str) -> Result<AccessRecord<'_>, ParseError> {
-    let mut t = Vec::with_capacity(ISTIO_FIELDS);
-    tokenize(line, &mut t).map_err(ParseError::malformed)?;
+    let t = tokenize(line).map_err(ParseError::malformed)?;
     let istio = match t.len() {
         DEFAULT_FIELDS => false,
         ISTIO_FIELDS => true,

@@ -28,8 +28,7 @@ fn seconds_to_ms(s: &str, what: &str) -> Result<Option<f64>, ParseError> {
 }
 
 pub(crate) fn parse_line(line: &str) -> Result<AccessRecord<'_>, ParseError> {
-    let mut toks = Vec::with_capacity(14);
-    tokenize(line, &mut toks).map_err(ParseError::malformed)?;
+    let toks = tokenize(line).map_err(ParseError::malformed)?;
     parse_tokens(&toks)
 }
 
@@ -74,11 +73,11 @@ fn parse_tokens<'a>(t: &[Tok<'a>]) -> Result<AccessRecord<'a>, ParseError> {
     }
     if let Some(first) = rest.first() {
         rec.latency_ms = seconds_to_ms(first.text(), "$request_time")?;
-        // `$upstream_response_time` may be `0.010, 0.020`: several tokens.
-        let upstream: Vec<&str> = rest[1..].iter().map(|t| t.text()).collect();
-        if !upstream.is_empty() {
-            rec.upstream_latency_ms =
-                seconds_to_ms(&upstream.join(" "), "$upstream_response_time")?;
+        // `$upstream_response_time` may be `0.010, 0.020 : 0.005`: several tokens, summed.
+        for tok in &rest[1..] {
+            if let Some(ms) = seconds_to_ms(tok.text(), "$upstream_response_time")? {
+                *rec.upstream_latency_ms.get_or_insert(0.0) += ms;
+            }
         }
     }
     Ok(rec)

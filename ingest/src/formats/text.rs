@@ -18,15 +18,37 @@ impl<'a> Tok<'a> {
     }
 }
 
-/// Splits `line` into at most `out.capacity()`-ish tokens; an unterminated quote or bracket is
-/// an error naming the column.
-pub fn tokenize<'a>(line: &'a str, out: &mut Vec<Tok<'a>>) -> Result<(), String> {
-    out.clear();
+/// Most tokens of one line; more is not an access-log line of a known shape.
+pub const MAX_TOKENS: usize = 40;
+
+/// The tokens of one line, kept on the stack (no allocation per line).
+pub struct Tokens<'a> {
+    items: [Tok<'a>; MAX_TOKENS],
+    len: usize,
+}
+
+impl<'a> std::ops::Deref for Tokens<'a> {
+    type Target = [Tok<'a>];
+    fn deref(&self) -> &[Tok<'a>] {
+        &self.items[..self.len]
+    }
+}
+
+/// Splits `line` into tokens; an unterminated quote or bracket, or more than [`MAX_TOKENS`]
+/// tokens, is an error naming the column.
+pub fn tokenize(line: &str) -> Result<Tokens<'_>, String> {
+    let mut out = Tokens {
+        items: [Tok::Bare(""); MAX_TOKENS],
+        len: 0,
+    };
     let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        match b[i] {
-            b' ' | b'\t' => i += 1,
+        let tok = match b[i] {
+            b' ' | b'\t' => {
+                i += 1;
+                continue;
+            }
             b'"' => {
                 let start = i + 1;
                 let mut j = start;
@@ -37,27 +59,32 @@ pub fn tokenize<'a>(line: &'a str, out: &mut Vec<Tok<'a>>) -> Result<(), String>
                 if j >= b.len() {
                     return Err(format!("unterminated quote at column {i}"));
                 }
-                out.push(Tok::Quoted(&line[start..j]));
                 i = j + 1;
+                Tok::Quoted(&line[start..j])
             }
             b'[' => {
                 let start = i + 1;
                 let Some(len) = memchr::memchr(b']', &b[start..]) else {
                     return Err(format!("unterminated bracket at column {i}"));
                 };
-                out.push(Tok::Bracketed(&line[start..start + len]));
                 i = start + len + 1;
+                Tok::Bracketed(&line[start..start + len])
             }
             _ => {
                 let start = i;
                 while i < b.len() && b[i] != b' ' && b[i] != b'\t' {
                     i += 1;
                 }
-                out.push(Tok::Bare(&line[start..i]));
+                Tok::Bare(&line[start..i])
             }
+        };
+        if out.len == MAX_TOKENS {
+            return Err(format!("more than {MAX_TOKENS} fields"));
         }
+        out.items[out.len] = tok;
+        out.len += 1;
     }
-    Ok(())
+    Ok(out)
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -72,7 +99,7 @@ fn hex(c: u8) -> Option<u8> {
 /// Undoes NGINX's `\xHH` and Envoy's `\"` / `\\` escapes; borrows when there are none.
 /// Escaped bytes that do not form UTF-8 are replaced (U+FFFD).
 pub fn unescape(s: &str) -> Cow<'_, str> {
-    if !s.contains('\\') {
+    if memchr::memchr(b'\\', s.as_bytes()).is_none() {
         return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
@@ -140,6 +167,16 @@ pub fn status(s: &str) -> Result<u16, crate::ParseError> {
 /// Sums a list of durations such as NGINX's `$upstream_response_time` (`0.010, 0.020 : 0.005`,
 /// one per upstream tried); `-` entries are skipped. `None` when there is no number at all.
 pub fn duration_sum(s: &str) -> Result<Option<f64>, ()> {
+    if memchr::memchr2(b',', b':', s.as_bytes()).is_none() {
+        // One upstream: the common case.
+        return match crate::record::present(s) {
+            None => Ok(None),
+            Some(t) => match t.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+                _ => Err(()),
+            },
+        };
+    }
     let mut total = None;
     for part in s.split([',', ':']) {
         match crate::record::present(part) {
@@ -178,11 +215,10 @@ mod tests {
 
     #[test]
     fn tokens() {
-        let mut t = Vec::new();
-        tokenize(r#"a [b c] "d \"e\" f" "" g"#, &mut t).unwrap();
+        let t = tokenize(r#"a [b c] "d \"e\" f" "" g"#).unwrap();
         assert_eq!(
-            t,
-            vec![
+            &t[..],
+            &[
                 Tok::Bare("a"),
                 Tok::Bracketed("b c"),
                 Tok::Quoted(r#"d \"e\" f"#),
@@ -190,9 +226,10 @@ mod tests {
                 Tok::Bare("g")
             ]
         );
-        assert!(tokenize(r#"a "b"#, &mut t).is_err());
-        assert!(tokenize(r#"a [b"#, &mut t).is_err());
-        assert!(tokenize(r#"a "b\"#, &mut t).is_err());
+        assert!(tokenize(r#"a "b"#).is_err());
+        assert!(tokenize(r#"a [b"#).is_err());
+        assert!(tokenize(r#"a "b\"#).is_err());
+        assert!(tokenize(&"x ".repeat(MAX_TOKENS + 1)).is_err());
     }
 
     #[test]
