@@ -1,0 +1,766 @@
+//! `[proxy]` in the config file: the enforcement point's settings, and [`ProxyConfig::build`],
+//! which validates everything once (naming a bad key by its path, `proxy.jwt.algorithms[1]`)
+//! and compiles it into [`ProxySettings`]. Nothing is validated at first use.
+//!
+//! Every field has a default (listed on the field); units are in the names.
+
+use crate::error::EnforceError;
+use crate::subjects::Cidr;
+use hyper::Uri;
+use hyper::header::HeaderName;
+use jsonwebtoken::Algorithm;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// `[proxy]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address the proxy listens on. Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// The upstream service, `http://host:port` (a path, if any, is ignored). Default
+    /// `http://127.0.0.1:8081`.
+    pub upstream: String,
+    /// CIDRs of proxies in front of this one; their `X-Forwarded-For` is believed (the client
+    /// is the right-most entry that is not one of them), everyone else's is ignored. Must
+    /// match `normalize.trusted_proxies` so both sides compute the same client IP. Default
+    /// none.
+    pub trusted_proxies: Vec<String>,
+    /// A client must send a whole request head within this time. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// Connecting to the upstream. Default 2000.
+    pub upstream_connect_timeout_ms: u64,
+    /// From sending the request to the upstream's response head. Default 30000.
+    pub upstream_response_timeout_ms: u64,
+    /// Idle pooled upstream connections are closed after this. Default 90000.
+    pub upstream_pool_idle_timeout_ms: u64,
+    /// Idle pooled connections kept per upstream host. Default 256.
+    pub upstream_pool_max_idle_per_host: usize,
+    /// Largest request head (request line and headers), in bytes; larger gets 431. At least
+    /// 8192 (hyper's smallest read buffer for HTTP/1). Default 16384.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more gets 431. Default 100.
+    pub max_header_count: usize,
+    /// Concurrent HTTP/2 streams per client connection. Default 256.
+    pub http2_max_concurrent_streams: u32,
+    /// On shutdown, how long readiness reports false while still serving, so load balancers
+    /// stop sending new connections first. Default 0.
+    pub shutdown_readiness_delay_ms: u64,
+    /// On shutdown, how long in-flight requests may take to finish before connections are
+    /// cut. Default 15000.
+    pub shutdown_drain_timeout_ms: u64,
+    /// Header carrying the API key; empty disables API keys. Default `x-api-key`.
+    pub api_key_header: String,
+    /// Secret prefix mixed into the API key hash; must equal `normalize.api_key_salt`.
+    /// Default empty.
+    pub api_key_salt: String,
+    /// Cookie carrying the session id (used when the token has no `sid`). Default `session`.
+    pub session_cookie: String,
+    /// Header of the request id sent upstream (kept from a trusted proxy, else generated).
+    /// Default `x-request-id`.
+    pub request_id_header: String,
+    /// Requests per second for a `throttle` decision without its own `throttle_rps`.
+    /// Default 5.0.
+    pub throttle_default_rps: f64,
+    /// How often expired decisions and idle throttle buckets are removed. Default 1000.
+    pub sweep_interval_ms: u64,
+    /// What to do when the decision feed is stale. Read by the decision feed (which is not
+    /// built yet); validated now. Default `keep_last_known`.
+    pub fail_policy: FailPolicy,
+    pub jwt: JwtConfig,
+    pub step_up: StepUpConfig,
+    pub trust_headers: TrustHeadersConfig,
+    pub authz: AuthzConfig,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:8080".into(),
+            upstream: "http://127.0.0.1:8081".into(),
+            trusted_proxies: Vec::new(),
+            header_read_timeout_ms: 10_000,
+            upstream_connect_timeout_ms: 2_000,
+            upstream_response_timeout_ms: 30_000,
+            upstream_pool_idle_timeout_ms: 90_000,
+            upstream_pool_max_idle_per_host: 256,
+            max_header_bytes: 16_384,
+            max_header_count: 100,
+            http2_max_concurrent_streams: 256,
+            shutdown_readiness_delay_ms: 0,
+            shutdown_drain_timeout_ms: 15_000,
+            api_key_header: "x-api-key".into(),
+            api_key_salt: String::new(),
+            session_cookie: "session".into(),
+            request_id_header: "x-request-id".into(),
+            throttle_default_rps: 5.0,
+            sweep_interval_ms: 1_000,
+            fail_policy: FailPolicy::KeepLastKnown,
+            jwt: JwtConfig::default(),
+            step_up: StepUpConfig::default(),
+            trust_headers: TrustHeadersConfig::default(),
+            authz: AuthzConfig::default(),
+        }
+    }
+}
+
+/// What the enforcement point does while its decision feed is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailPolicy {
+    /// Keep applying the last decisions received.
+    KeepLastKnown,
+    /// Forward every request.
+    FailOpen,
+    /// Refuse every request (503).
+    FailClosed,
+}
+
+/// `[proxy.jwt]`. JWT verification is on when any key source is set (`jwks_path`,
+/// `jwks_url`, `keys`); then a token that does not verify is a 401. With no key source,
+/// tokens are passed through untouched and give no identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// A JWKS file (`{"keys":[...]}`), re-read every `jwks_refresh_secs`. Default none.
+    pub jwks_path: Option<String>,
+    /// A JWKS URL (`http://` only in this version), fetched at start (failure stops the
+    /// start) and every `jwks_refresh_secs`, and early (at most every 10 s) when a token names
+    /// an unknown `kid`. Default none.
+    pub jwks_url: Option<String>,
+    /// Default 300.
+    pub jwks_refresh_secs: u64,
+    /// Keys given directly.
+    pub keys: Vec<JwtKeyConfig>,
+    /// Accepted signature algorithms (`none` can never be accepted). Default `["RS256",
+    /// "ES256"]`.
+    pub algorithms: Vec<String>,
+    /// Accepted `iss` values; empty: `iss` not checked. Default empty.
+    pub issuer: Vec<String>,
+    /// Accepted `aud` values; empty: `aud` not checked. Default empty.
+    pub audience: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`. Default 30.
+    pub leeway_secs: u64,
+    /// Cookie carrying the token when there is no `Authorization: Bearer`. Default none.
+    pub cookie: Option<String>,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            jwks_path: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
+            keys: Vec::new(),
+            algorithms: vec!["RS256".into(), "ES256".into()],
+            issuer: Vec::new(),
+            audience: Vec::new(),
+            leeway_secs: 30,
+            cookie: None,
+        }
+    }
+}
+
+/// One key in `[[proxy.jwt.keys]]`: exactly one of `secret` (HMAC) and `pem_path` (a public
+/// key: RSA, EC or Ed25519, by `algorithm`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// Matched against the token's `kid`; a key without one matches tokens without `kid`.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The algorithm this key verifies; must be in `algorithms`.
+    pub algorithm: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub pem_path: Option<String>,
+}
+
+/// `[proxy.step_up]`: how a `step_up` decision asks for stronger authentication (RFC 9470).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepUpConfig {
+    /// `acr_values` in the `WWW-Authenticate` challenge. Default `mfa`.
+    pub acr_values: String,
+    /// `max_age` in the challenge, in seconds. Default none.
+    pub max_age_secs: Option<u64>,
+    /// Browsers (`Accept: text/html` on GET/HEAD) are redirected here (302) instead of
+    /// getting a 401. Default none (browsers get the 401 too).
+    pub redirect_url: Option<String>,
+    /// Query parameter of `redirect_url` carrying the original URL; empty: not added.
+    /// Default `return_to`.
+    pub return_to_param: String,
+}
+
+impl Default for StepUpConfig {
+    fn default() -> Self {
+        StepUpConfig {
+            acr_values: "mfa".into(),
+            max_age_secs: None,
+            redirect_url: None,
+            return_to_param: "return_to".into(),
+        }
+    }
+}
+
+/// `[proxy.trust_headers]`: headers telling the upstream (or, from forward-auth, the gateway)
+/// what vigil concluded. An empty name turns one off. Copies sent by the client are removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustHeadersConfig {
+    /// Score of the applied decision. Default `x-vigil-score`.
+    pub score: String,
+    /// The action applied. Default `x-vigil-action`.
+    pub action: String,
+    /// `kind:id` of the subject whose decision applied. Default `x-vigil-subject`.
+    pub subject: String,
+    /// Id of the applied decision. Default `x-vigil-decision-id`.
+    pub decision_id: String,
+    /// The verified identity (`sub`). Default `x-vigil-identity`.
+    pub identity: String,
+    /// The session. Default `x-vigil-session`.
+    pub session: String,
+    /// The API key's id. Default `x-vigil-api-key-id`.
+    pub api_key_id: String,
+    /// The client IP. Default `x-vigil-client-ip`.
+    pub client_ip: String,
+}
+
+impl Default for TrustHeadersConfig {
+    fn default() -> Self {
+        TrustHeadersConfig {
+            score: "x-vigil-score".into(),
+            action: "x-vigil-action".into(),
+            subject: "x-vigil-subject".into(),
+            decision_id: "x-vigil-decision-id".into(),
+            identity: "x-vigil-identity".into(),
+            session: "x-vigil-session".into(),
+            api_key_id: "x-vigil-api-key-id".into(),
+            client_ip: "x-vigil-client-ip".into(),
+        }
+    }
+}
+
+/// `[proxy.authz]`: the forward-auth endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthzConfig {
+    /// Path prefix of the endpoint; Envoy's ext_authz appends the original path to it.
+    /// Default `/v1/authz`.
+    pub path_prefix: String,
+}
+
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        AuthzConfig {
+            path_prefix: "/v1/authz".into(),
+        }
+    }
+}
+
+/// Compiled trust header names (`None`: off).
+#[derive(Debug, Clone)]
+pub struct TrustHeaders {
+    pub score: Option<HeaderName>,
+    pub action: Option<HeaderName>,
+    pub subject: Option<HeaderName>,
+    pub decision_id: Option<HeaderName>,
+    pub identity: Option<HeaderName>,
+    pub session: Option<HeaderName>,
+    pub api_key_id: Option<HeaderName>,
+    pub client_ip: Option<HeaderName>,
+}
+
+impl TrustHeaders {
+    pub fn all(&self) -> impl Iterator<Item = &HeaderName> {
+        [
+            &self.score,
+            &self.action,
+            &self.subject,
+            &self.decision_id,
+            &self.identity,
+            &self.session,
+            &self.api_key_id,
+            &self.client_ip,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// A JWT key, compiled (the PEM read, the algorithm parsed).
+#[derive(Clone)]
+pub struct JwtKey {
+    pub kid: Option<String>,
+    pub algorithm: Algorithm,
+    pub key: jsonwebtoken::DecodingKey,
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compiled `[proxy.jwt]`.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub jwks_path: Option<std::path::PathBuf>,
+    pub jwks_url: Option<Uri>,
+    pub jwks_refresh: Duration,
+    pub keys: Vec<JwtKey>,
+    pub algorithms: Vec<Algorithm>,
+    pub issuer: Vec<String>,
+    pub audience: Vec<String>,
+    pub leeway_secs: u64,
+    pub cookie: Option<String>,
+}
+
+/// Compiled `[proxy.step_up]`.
+#[derive(Debug, Clone)]
+pub struct StepUpSettings {
+    pub acr_values: String,
+    pub max_age_secs: Option<u64>,
+    pub redirect_url: Option<String>,
+    pub return_to_param: String,
+}
+
+/// The validated, compiled `[proxy]` section.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub listen: SocketAddr,
+    /// Scheme and authority of the upstream.
+    pub upstream: Uri,
+    pub trusted_proxies: Vec<Cidr>,
+    pub header_read_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_response_timeout: Duration,
+    pub upstream_pool_idle_timeout: Duration,
+    pub upstream_pool_max_idle_per_host: usize,
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub shutdown_readiness_delay: Duration,
+    pub shutdown_drain_timeout: Duration,
+    pub api_key_header: Option<HeaderName>,
+    pub api_key_salt: String,
+    pub session_cookie: String,
+    pub request_id_header: HeaderName,
+    pub throttle_default_rps: f64,
+    pub sweep_interval: Duration,
+    pub fail_policy: FailPolicy,
+    /// `None`: JWT verification is off (no key source configured).
+    pub jwt: Option<JwtSettings>,
+    pub step_up: StepUpSettings,
+    pub trust_headers: TrustHeaders,
+    pub authz_path_prefix: String,
+}
+
+fn header_name(path: &str, v: &str) -> Result<Option<HeaderName>, EnforceError> {
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    HeaderName::from_str(v.trim())
+        .map(Some)
+        .map_err(|_| EnforceError::config(path, format!("`{v}` is not a valid header name")))
+}
+
+fn positive_ms(path: &str, v: u64) -> Result<Duration, EnforceError> {
+    if v == 0 {
+        return Err(EnforceError::config(path, "must be greater than 0"));
+    }
+    Ok(Duration::from_millis(v))
+}
+
+/// Reads an algorithm name; `none` (any case) is refused outright.
+pub fn parse_algorithm(path: &str, s: &str) -> Result<Algorithm, EnforceError> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Err(EnforceError::config(
+            path,
+            "`none` is never accepted: unsigned tokens prove nothing",
+        ));
+    }
+    Algorithm::from_str(s.trim()).map_err(|_| {
+        EnforceError::config(
+            path,
+            format!(
+                "unknown algorithm `{s}` (HS256..512, RS256..512, PS256..512, ES256, ES384, EdDSA)"
+            ),
+        )
+    })
+}
+
+impl ProxyConfig {
+    /// Validates and compiles the section; errors name the key under `proxy.`.
+    pub fn build(&self) -> Result<ProxySettings, EnforceError> {
+        let p = |k: &str| format!("proxy.{k}");
+        let listen = self.listen.parse::<SocketAddr>().map_err(|_| {
+            EnforceError::config(p("listen"), format!("`{}` is not host:port", self.listen))
+        })?;
+        let upstream = parse_http_uri(&p("upstream"), &self.upstream)?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<Cidr>()
+                    .map_err(|m| EnforceError::config(p(&format!("trusted_proxies[{i}]")), m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.max_header_bytes < 8192 || self.max_header_bytes > 1 << 20 {
+            return Err(EnforceError::config(
+                p("max_header_bytes"),
+                "must be between 8192 and 1048576",
+            ));
+        }
+        if self.max_header_count == 0 || self.max_header_count > 1000 {
+            return Err(EnforceError::config(
+                p("max_header_count"),
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return Err(EnforceError::config(
+                p("http2_max_concurrent_streams"),
+                "must be greater than 0",
+            ));
+        }
+        if self.upstream_pool_max_idle_per_host > 100_000 {
+            return Err(EnforceError::config(
+                p("upstream_pool_max_idle_per_host"),
+                "must be at most 100000",
+            ));
+        }
+        if !(self.throttle_default_rps.is_finite() && self.throttle_default_rps >= 0.001) {
+            return Err(EnforceError::config(
+                p("throttle_default_rps"),
+                "must be a number of at least 0.001",
+            ));
+        }
+        if self.session_cookie.trim().is_empty() {
+            return Err(EnforceError::config(
+                p("session_cookie"),
+                "must not be empty",
+            ));
+        }
+        let request_id_header = header_name(&p("request_id_header"), &self.request_id_header)?
+            .ok_or_else(|| EnforceError::config(p("request_id_header"), "must not be empty"))?;
+        let th = &self.trust_headers;
+        let tp = |k: &str| p(&format!("trust_headers.{k}"));
+        let trust_headers = TrustHeaders {
+            score: header_name(&tp("score"), &th.score)?,
+            action: header_name(&tp("action"), &th.action)?,
+            subject: header_name(&tp("subject"), &th.subject)?,
+            decision_id: header_name(&tp("decision_id"), &th.decision_id)?,
+            identity: header_name(&tp("identity"), &th.identity)?,
+            session: header_name(&tp("session"), &th.session)?,
+            api_key_id: header_name(&tp("api_key_id"), &th.api_key_id)?,
+            client_ip: header_name(&tp("client_ip"), &th.client_ip)?,
+        };
+        let su = &self.step_up;
+        if su.acr_values.contains('"')
+            || su.acr_values.contains('\\')
+            || su.acr_values.trim().is_empty()
+        {
+            return Err(EnforceError::config(
+                p("step_up.acr_values"),
+                "must be non-empty, without quotes or backslashes",
+            ));
+        }
+        if let Some(u) = &su.redirect_url {
+            let uri = u
+                .parse::<Uri>()
+                .ok()
+                .filter(|u| u.scheme().is_some() && u.authority().is_some());
+            if uri.is_none() {
+                return Err(EnforceError::config(
+                    p("step_up.redirect_url"),
+                    format!("`{u}` is not an absolute URL"),
+                ));
+            }
+        }
+        let prefix = self.authz.path_prefix.trim_end_matches('/');
+        if !prefix.starts_with('/') || prefix.len() < 2 {
+            return Err(EnforceError::config(
+                p("authz.path_prefix"),
+                "must be an absolute path such as /v1/authz",
+            ));
+        }
+        Ok(ProxySettings {
+            listen,
+            upstream,
+            trusted_proxies,
+            header_read_timeout: positive_ms(
+                &p("header_read_timeout_ms"),
+                self.header_read_timeout_ms,
+            )?,
+            upstream_connect_timeout: positive_ms(
+                &p("upstream_connect_timeout_ms"),
+                self.upstream_connect_timeout_ms,
+            )?,
+            upstream_response_timeout: positive_ms(
+                &p("upstream_response_timeout_ms"),
+                self.upstream_response_timeout_ms,
+            )?,
+            upstream_pool_idle_timeout: positive_ms(
+                &p("upstream_pool_idle_timeout_ms"),
+                self.upstream_pool_idle_timeout_ms,
+            )?,
+            upstream_pool_max_idle_per_host: self.upstream_pool_max_idle_per_host,
+            max_header_bytes: self.max_header_bytes,
+            max_header_count: self.max_header_count,
+            http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            shutdown_readiness_delay: Duration::from_millis(self.shutdown_readiness_delay_ms),
+            shutdown_drain_timeout: Duration::from_millis(self.shutdown_drain_timeout_ms),
+            api_key_header: header_name(&p("api_key_header"), &self.api_key_header)?,
+            api_key_salt: self.api_key_salt.clone(),
+            session_cookie: self.session_cookie.trim().to_string(),
+            request_id_header,
+            throttle_default_rps: self.throttle_default_rps,
+            sweep_interval: positive_ms(&p("sweep_interval_ms"), self.sweep_interval_ms)?,
+            fail_policy: self.fail_policy,
+            jwt: self.jwt.build("proxy.jwt")?,
+            step_up: StepUpSettings {
+                acr_values: su.acr_values.trim().to_string(),
+                max_age_secs: su.max_age_secs,
+                redirect_url: su.redirect_url.clone(),
+                return_to_param: su.return_to_param.trim().to_string(),
+            },
+            trust_headers,
+            authz_path_prefix: prefix.to_string(),
+        })
+    }
+}
+
+fn parse_http_uri(path: &str, s: &str) -> Result<Uri, EnforceError> {
+    let uri = s
+        .parse::<Uri>()
+        .map_err(|_| EnforceError::config(path, format!("`{s}` is not a URL")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(EnforceError::config(
+                path,
+                "https is not supported yet (TLS to upstreams and JWKS servers is not built)",
+            ));
+        }
+        _ => {
+            return Err(EnforceError::config(
+                path,
+                format!("`{s}` must start with http://"),
+            ));
+        }
+    }
+    if uri.authority().is_none() {
+        return Err(EnforceError::config(path, format!("`{s}` has no host")));
+    }
+    Ok(uri)
+}
+
+impl JwtConfig {
+    /// Compiles `[proxy.jwt]` (reading PEM files); `None` when no key source is configured.
+    pub fn build(&self, path: &str) -> Result<Option<JwtSettings>, EnforceError> {
+        let p = |k: &str| format!("{path}.{k}");
+        if self.algorithms.is_empty() {
+            return Err(EnforceError::config(
+                p("algorithms"),
+                "must name at least one algorithm",
+            ));
+        }
+        let algorithms = self
+            .algorithms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| parse_algorithm(&p(&format!("algorithms[{i}]")), a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys = Vec::with_capacity(self.keys.len());
+        for (i, k) in self.keys.iter().enumerate() {
+            let kp = |f: &str| p(&format!("keys[{i}].{f}"));
+            let alg = parse_algorithm(&kp("algorithm"), &k.algorithm)?;
+            if !algorithms.contains(&alg) {
+                return Err(EnforceError::config(
+                    kp("algorithm"),
+                    format!("`{}` is not in {}", k.algorithm, p("algorithms")),
+                ));
+            }
+            use jsonwebtoken::AlgorithmFamily as F;
+            use jsonwebtoken::DecodingKey;
+            let key = match (&k.secret, &k.pem_path) {
+                (Some(secret), None) => {
+                    if alg.family() != F::Hmac {
+                        return Err(EnforceError::config(
+                            kp("secret"),
+                            format!("a secret verifies HS* only, not {alg:?}; use pem_path"),
+                        ));
+                    }
+                    if secret.len() < 32 {
+                        return Err(EnforceError::config(
+                            kp("secret"),
+                            "must be at least 32 bytes",
+                        ));
+                    }
+                    DecodingKey::from_secret(secret.as_bytes())
+                }
+                (None, Some(pem_path)) => {
+                    let pem = std::fs::read(pem_path).map_err(|e| {
+                        EnforceError::config(
+                            kp("pem_path"),
+                            format!("cannot read `{pem_path}`: {e}"),
+                        )
+                    })?;
+                    let r = match alg.family() {
+                        F::Rsa => DecodingKey::from_rsa_pem(&pem),
+                        F::Ec => DecodingKey::from_ec_pem(&pem),
+                        F::Ed => DecodingKey::from_ed_pem(&pem),
+                        F::Hmac => {
+                            return Err(EnforceError::config(
+                                kp("pem_path"),
+                                "HS* algorithms take a secret, not a PEM",
+                            ));
+                        }
+                    };
+                    r.map_err(|e| {
+                        EnforceError::config(
+                            kp("pem_path"),
+                            format!("not a {alg:?} public key: {e}"),
+                        )
+                    })?
+                }
+                _ => {
+                    return Err(EnforceError::config(
+                        p(&format!("keys[{i}]")),
+                        "set exactly one of `secret` and `pem_path`",
+                    ));
+                }
+            };
+            keys.push(JwtKey {
+                kid: k.kid.clone(),
+                algorithm: alg,
+                key,
+            });
+        }
+        let jwks_url = match &self.jwks_url {
+            Some(u) => Some(parse_http_uri(&p("jwks_url"), u)?),
+            None => None,
+        };
+        if let Some(path_s) = &self.jwks_path
+            && path_s.trim().is_empty()
+        {
+            return Err(EnforceError::config(p("jwks_path"), "must not be empty"));
+        }
+        if self.jwks_refresh_secs == 0 {
+            return Err(EnforceError::config(
+                p("jwks_refresh_secs"),
+                "must be greater than 0",
+            ));
+        }
+        if self.leeway_secs > 600 {
+            return Err(EnforceError::config(
+                p("leeway_secs"),
+                "must be at most 600",
+            ));
+        }
+        if let Some(c) = &self.cookie
+            && c.trim().is_empty()
+        {
+            return Err(EnforceError::config(
+                p("cookie"),
+                "must not be empty when set",
+            ));
+        }
+        if self.jwks_path.is_none() && jwks_url.is_none() && keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(JwtSettings {
+            jwks_path: self.jwks_path.as_ref().map(std::path::PathBuf::from),
+            jwks_url,
+            jwks_refresh: Duration::from_secs(self.jwks_refresh_secs),
+            keys,
+            algorithms,
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            leeway_secs: self.leeway_secs,
+            cookie: self.cookie.as_ref().map(|c| c.trim().to_string()),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(cfg: ProxyConfig) -> String {
+        cfg.build().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_build() {
+        let s = ProxyConfig::default().build().unwrap();
+        assert!(s.jwt.is_none());
+        assert_eq!(s.max_header_count, 100);
+        assert_eq!(s.authz_path_prefix, "/v1/authz");
+        assert_eq!(s.trust_headers.all().count(), 8);
+    }
+
+    #[test]
+    fn bad_keys_are_named_by_path() {
+        let mut c = ProxyConfig::default();
+        c.jwt.algorithms = vec!["RS256".into(), "none".into()];
+        c.jwt.keys = vec![JwtKeyConfig {
+            kid: None,
+            algorithm: "HS256".into(),
+            secret: Some("x".repeat(40)),
+            pem_path: None,
+        }];
+        assert!(err(c.clone()).contains("proxy.jwt.algorithms[1]"));
+        c.jwt.algorithms = vec!["RS256".into()];
+        assert!(err(c.clone()).contains("proxy.jwt.keys[0].algorithm"));
+        c.jwt.algorithms.push("HS256".into());
+        c.jwt.keys[0].secret = Some("short".into());
+        assert!(err(c.clone()).contains("proxy.jwt.keys[0].secret"));
+        c.jwt.keys[0].secret = Some("x".repeat(40));
+        assert!(c.build().unwrap().jwt.is_some());
+
+        let c = ProxyConfig {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "10.0.0.0/40".into()],
+            ..Default::default()
+        };
+        assert!(err(c).contains("proxy.trusted_proxies[1]"));
+        let c = ProxyConfig {
+            upstream: "https://x".into(),
+            ..Default::default()
+        };
+        assert!(err(c).contains("proxy.upstream"));
+        let c = ProxyConfig {
+            header_read_timeout_ms: 0,
+            ..Default::default()
+        };
+        assert!(err(c).contains("proxy.header_read_timeout_ms"));
+        let mut c = ProxyConfig::default();
+        c.trust_headers.score = "bad header".into();
+        assert!(err(c).contains("proxy.trust_headers.score"));
+        let mut c = ProxyConfig::default();
+        c.step_up.redirect_url = Some("/relative".into());
+        assert!(err(c).contains("proxy.step_up.redirect_url"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = serde_json::from_str::<ProxyConfig>(r#"{"jwt":{"algoritms":["RS256"]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("algoritms"), "{e}");
+        let c: ProxyConfig =
+            serde_json::from_str(r#"{"fail_policy":"fail_closed","jwt":{"leeway_secs":5}}"#)
+                .unwrap();
+        assert_eq!(c.fail_policy, FailPolicy::FailClosed);
+        assert_eq!(c.jwt.leeway_secs, 5);
+        assert_eq!(c.jwt.jwks_refresh_secs, 300);
+    }
+}

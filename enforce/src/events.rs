@@ -1,0 +1,141 @@
+//! The proxy's own access events: one small record per request it answered or forwarded, for
+//! ingest to score like any gateway's traffic.
+//!
+//! The queue is bounded and never blocks a request: when it is full (or its reader is gone)
+//! the event is dropped and counted ([`EventSink::dropped`]).
+
+use crate::decision::{Action, UnixMicros};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+/// One request seen by the proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessEvent {
+    /// When the request head arrived.
+    pub timestamp: UnixMicros,
+    pub request_id: String,
+    pub client_ip: Option<IpAddr>,
+    /// The TCP peer (the client, or the proxy in front).
+    pub peer: IpAddr,
+    /// The raw `X-Forwarded-For` the request arrived with, if any.
+    pub forwarded_for: Option<String>,
+    pub identity: Option<String>,
+    pub session: Option<String>,
+    pub api_key_id: Option<String>,
+    pub method: String,
+    pub host: Option<String>,
+    /// Path without the query.
+    pub path: String,
+    pub query_present: bool,
+    /// `HTTP/1.1`, `HTTP/2.0`, ...
+    pub protocol: &'static str,
+    /// Status sent to the client.
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// From the request head to the end of the response body (or its abandonment).
+    pub latency_us: u64,
+    /// Time to the upstream's response head; `None` when answered locally.
+    pub upstream_latency_us: Option<u64>,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+    /// The action applied.
+    pub action: Action,
+    pub decision_id: Option<String>,
+    /// The response body ended normally (false: client went away or upstream failed).
+    pub completed: bool,
+}
+
+/// The sending side of the event queue; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<AccessEvent>,
+    dropped: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+}
+
+/// A bounded event queue of `capacity` events.
+pub fn event_channel(capacity: usize) -> (EventSink, mpsc::Receiver<AccessEvent>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (
+        EventSink {
+            tx,
+            dropped: Arc::default(),
+            sent: Arc::default(),
+        },
+        rx,
+    )
+}
+
+impl EventSink {
+    /// Queues `e`, or drops and counts it when the queue is full or closed.
+    pub fn emit(&self, e: AccessEvent) {
+        match self.tx.try_send(e) {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Events dropped because the queue was full or closed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events queued.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev() -> AccessEvent {
+        AccessEvent {
+            timestamp: UnixMicros(0),
+            request_id: "r".into(),
+            client_ip: None,
+            peer: "127.0.0.1".parse().unwrap(),
+            forwarded_for: None,
+            identity: None,
+            session: None,
+            api_key_id: None,
+            method: "GET".into(),
+            host: None,
+            path: "/".into(),
+            query_present: false,
+            protocol: "HTTP/1.1",
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 0,
+            latency_us: 0,
+            upstream_latency_us: None,
+            user_agent: None,
+            referer: None,
+            action: Action::Allow,
+            decision_id: None,
+            completed: true,
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_with_a_count() {
+        let (sink, mut rx) = event_channel(2);
+        for _ in 0..5 {
+            sink.emit(ev());
+        }
+        assert_eq!(sink.sent(), 2);
+        assert_eq!(sink.dropped(), 3);
+        assert!(rx.try_recv().is_ok());
+        drop(rx);
+        sink.emit(ev());
+        assert_eq!(sink.dropped(), 4);
+    }
+}
