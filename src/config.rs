@@ -40,6 +40,8 @@ pub struct Config {
     pub dead_letters: DeadLettersConfig,
     /// Named sources: `[sources.NAME]` with `type = "kafka" | "file" | "http" | "stdin"`.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// The enforcement proxy; absent means `vigil run` starts none.
+    pub proxy: Option<vigil_enforce::ProxyConfig>,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             kafka: None,
             dead_letters: DeadLettersConfig::default(),
             sources: BTreeMap::new(),
+            proxy: None,
         }
     }
 }
@@ -216,6 +219,9 @@ impl Config {
         }
         if self.dead_letters.kind == DeadLetterType::Kafka && self.kafka.is_none() {
             bail!("invalid config at `dead_letters.type`: `kafka` needs a `[kafka]` section");
+        }
+        if let Some(p) = &self.proxy {
+            p.build().map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         for (name, src) in &self.sources {
             if name.is_empty()

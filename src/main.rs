@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod proxy;
 mod replay;
 mod run;
 mod simulate;
@@ -45,6 +46,11 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Write labelled synthetic gateway traffic in any supported format.
     Simulate(simulate::SimulateArgs),
+    /// Run the enforcement proxy alone (the `[proxy]` section of the config).
+    Proxy {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Check a config file; bad or unknown keys are named by their path.
     Validate { config: PathBuf },
 }
@@ -73,6 +79,14 @@ fn main() -> Result<()> {
         }
         Command::Replay(args) => replay::replay(args),
         Command::Simulate(args) => simulate::simulate(args),
+        Command::Proxy { config } => {
+            let cfg = config::Config::load(Some(&config))?;
+            let proxy = cfg
+                .proxy
+                .ok_or_else(|| anyhow::anyhow!("{}: no [proxy] section", config.display()))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(proxy::run_standalone(proxy))
+        }
         Command::Validate { config } => {
             let cfg = config::Config::load(Some(&config))?;
             println!(

@@ -27,6 +27,8 @@ use vigil_ingest::source::http::IngestRoutes;
 /// Shared state of the engine's HTTP API.
 pub struct Engine {
     ready: AtomicBool,
+    /// The in-process proxy's readiness, when `[proxy]` is configured.
+    proxy_ready: Option<vigil_enforce::Readiness>,
     sources: Vec<(String, &'static str, Arc<IngestStats>)>,
     batches: AtomicU64,
 }
@@ -36,7 +38,8 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(e): State<Arc<Engine>>) -> impl IntoResponse {
-    if e.ready.load(Ordering::Relaxed) {
+    let proxy_ready = e.proxy_ready.as_ref().is_none_or(|r| r.is_ready());
+    if e.ready.load(Ordering::Relaxed) && proxy_ready {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
@@ -127,8 +130,15 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         tracing::info!(source = %name, r#type = src.kind.type_name(), format = %src.format, "source started");
     }
     drop(out_tx);
+    // The decision table the proxy enforces; scoring writes to it (the in-process feed).
+    let decisions = Arc::new(vigil_enforce::DecisionTable::new());
+    let proxy = match &cfg.proxy {
+        Some(p) => Some(crate::proxy::start(p, decisions.clone(), shutdown.clone()).await?),
+        None => None,
+    };
     let engine = Arc::new(Engine {
         ready: AtomicBool::new(true),
+        proxy_ready: proxy.as_ref().map(|p| p.readiness.clone()),
         sources,
         batches: AtomicU64::new(0),
     });
@@ -195,6 +205,9 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
     shutdown.cancel();
     drain(&mut tasks, &cfg).await;
     let _ = server.await;
+    if let Some(mut p) = proxy {
+        while p.tasks.join_next().await.is_some() {}
+    }
     consumer.await??;
     tracing::info!("stopped");
     Ok(())
@@ -216,7 +229,7 @@ async fn drain(tasks: &mut JoinSet<Result<(), vigil_ingest::IngestError>>, cfg: 
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
