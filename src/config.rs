@@ -42,6 +42,8 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// The enforcement proxy; absent means `vigil run` starts none.
     pub proxy: Option<vigil_enforce::ProxyConfig>,
+    /// Features, rules and the decision policy.
+    pub scoring: vigil_scoring::ScoringConfig,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             dead_letters: DeadLettersConfig::default(),
             sources: BTreeMap::new(),
             proxy: None,
+            scoring: vigil_scoring::ScoringConfig::default(),
         }
     }
 }
@@ -85,6 +88,13 @@ pub struct KafkaConfig {
     /// Extra librdkafka settings for every client, e.g. `"security.protocol" = "ssl"`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Compacted topic decisions are published to (key `kind:id`). Default `vigil.decisions`.
+    #[serde(default = "default_decisions_topic")]
+    pub decisions_topic: String,
+}
+
+fn default_decisions_topic() -> String {
+    "vigil.decisions".into()
 }
 
 impl KafkaConfig {
@@ -220,6 +230,7 @@ impl Config {
         if self.dead_letters.kind == DeadLetterType::Kafka && self.kafka.is_none() {
             bail!("invalid config at `dead_letters.type`: `kafka` needs a `[kafka]` section");
         }
+        vigil_scoring::Scorer::new(&self.scoring).map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(p) = &self.proxy {
             p.build().map_err(|e| anyhow::anyhow!("{e}"))?;
         }

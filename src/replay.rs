@@ -33,6 +33,13 @@ pub struct ReplayArgs {
     /// Write every normalized event as NDJSON (the `events` schema's field names).
     #[arg(long)]
     events_out: Option<PathBuf>,
+    /// Write every decision as NDJSON (the decision record: subject, action, score, reasons,
+    /// issued_at, expires_at).
+    #[arg(long)]
+    decisions_out: Option<PathBuf>,
+    /// Parse only: no features, rules or decisions.
+    #[arg(long)]
+    no_scoring: bool,
     /// Write every dead letter (line, reason, position) as NDJSON. Default:
     /// `<data_dir>/dead-letters.ndjson`.
     #[arg(long)]
@@ -53,6 +60,33 @@ struct Summary {
     bytes_read: u64,
     dead_letter_reasons: BTreeMap<&'static str, u64>,
     dead_letters_path: String,
+    /// Decisions issued, by action (absent with `--no-scoring`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decisions: Option<BTreeMap<&'static str, u64>>,
+    /// Subjects tracked at the end, by kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subjects_tracked: Option<BTreeMap<&'static str, usize>>,
+}
+
+/// Scoring during a replay: the scorer, decision counts and the decisions file.
+struct ReplayScoring {
+    scorer: vigil_scoring::Scorer,
+    by_action: BTreeMap<&'static str, u64>,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl ReplayScoring {
+    fn score(&mut self, batch: &arrow::array::RecordBatch) -> Result<()> {
+        let out = self.scorer.score_batch(batch)?;
+        for d in &out.decisions {
+            *self.by_action.entry(d.action.as_str()).or_default() += 1;
+            if let Some(w) = self.out.as_mut() {
+                w.write_all(d.to_json().as_bytes())?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn replay(args: ReplayArgs) -> Result<()> {
@@ -94,6 +128,21 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         );
         pb
     });
+    let mut scoring = if args.no_scoring {
+        None
+    } else {
+        Some(ReplayScoring {
+            scorer: vigil_scoring::Scorer::new(&cfg.scoring)?,
+            by_action: BTreeMap::new(),
+            out: match &args.decisions_out {
+                Some(p) => Some(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => None,
+            },
+        })
+    };
     let batch_max = cfg.pipeline.batch_max_events;
     let mut builder = EventBatchBuilder::with_capacity(batch_max.min(65_536));
     let mut dead = Vec::new();
@@ -148,6 +197,9 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                 if let Some(w) = events_out.as_mut() {
                     write_ndjson(&mut *w, &batch)?;
                 }
+                if let Some(s) = scoring.as_mut() {
+                    s.score(&batch)?;
+                }
             }
             if !dead.is_empty() {
                 dead_sink.write_blocking(&dead)?;
@@ -163,6 +215,9 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         }
     }
     if let Some(mut w) = events_out {
+        w.flush()?;
+    }
+    if let Some(w) = scoring.as_mut().and_then(|s| s.out.as_mut()) {
         w.flush()?;
     }
     if let Some(pb) = progress {
@@ -184,6 +239,15 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         bytes_read,
         dead_letter_reasons: stats.reason_counts().into_iter().collect(),
         dead_letters_path: dl_path.display().to_string(),
+        decisions: scoring.as_ref().map(|s| s.by_action.clone()),
+        subjects_tracked: scoring.as_ref().map(|s| {
+            let n = s.scorer.store().tracked();
+            vigil_scoring::features::KINDS
+                .iter()
+                .zip(n)
+                .map(|(k, n)| (k.as_str(), n))
+                .collect()
+        }),
     };
     match args.output {
         Output::Json => println!("{}", serde_json::to_string(&summary)?),
@@ -198,6 +262,17 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             );
             for (reason, n) in &summary.dead_letter_reasons {
                 println!("  {reason}: {n}");
+            }
+            if let Some(d) = &summary.decisions {
+                let list: Vec<String> = d.iter().map(|(a, n)| format!("{a} {n}")).collect();
+                println!(
+                    "decisions: {}",
+                    if list.is_empty() {
+                        "none".into()
+                    } else {
+                        list.join(", ")
+                    }
+                );
             }
             if summary.dead_lettered > 0 {
                 println!("dead letters: {}", summary.dead_letters_path);

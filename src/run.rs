@@ -27,10 +27,75 @@ use vigil_ingest::source::http::IngestRoutes;
 /// Shared state of the engine's HTTP API.
 pub struct Engine {
     ready: AtomicBool,
+    /// Decisions issued, by action (index = `Action as usize`).
+    decisions_by_action: [AtomicU64; 5],
     /// The in-process proxy's readiness, when `[proxy]` is configured.
     proxy_ready: Option<vigil_enforce::Readiness>,
     sources: Vec<(String, &'static str, Arc<IngestStats>)>,
     batches: AtomicU64,
+}
+
+const ACTIONS: [vigil_enforce::Action; 5] = [
+    vigil_enforce::Action::Allow,
+    vigil_enforce::Action::Monitor,
+    vigil_enforce::Action::StepUp,
+    vigil_enforce::Action::Throttle,
+    vigil_enforce::Action::Block,
+];
+
+impl Engine {
+    fn count_decision(&self, a: vigil_enforce::Action) {
+        if let Some(i) = ACTIONS.iter().position(|x| *x == a) {
+            self.decisions_by_action[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Publishes decisions to the compacted decisions topic: key `kind:id`, value the decision
+/// record (schema version 1), awaited until the broker has them.
+struct DecisionPublisher {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+}
+
+impl DecisionPublisher {
+    fn new(settings: &[(String, String)], topic: &str) -> Result<Self> {
+        let mut cc = rdkafka::ClientConfig::new();
+        for (k, v) in settings {
+            cc.set(k, v);
+        }
+        cc.set("enable.idempotence", "true");
+        Ok(Self {
+            producer: cc
+                .create()
+                .context("cannot create the decisions producer")?,
+            topic: topic.to_string(),
+        })
+    }
+
+    async fn publish(&self, decisions: &[vigil_enforce::Decision]) -> Result<()> {
+        let mut pending = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            let key = d.subject.key();
+            let value = d.to_json();
+            let record = rdkafka::producer::FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(&value);
+            let fut = self
+                .producer
+                .send_result(record)
+                .map_err(|(e, _)| anyhow::anyhow!("publish decision to {}: {e}", self.topic))?;
+            pending.push(fut);
+        }
+        for fut in pending {
+            match fut.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => anyhow::bail!("publish decision to {}: {e}", self.topic),
+                Err(_) => anyhow::bail!("decisions producer closed"),
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -82,6 +147,18 @@ async fn metrics(State(e): State<Arc<Engine>>) -> impl IntoResponse {
                 "vigil_ingest_dead_letters_by_reason_total{{source=\"{src}\",reason=\"{reason}\"}} {n}"
             );
         }
+    }
+    let _ = writeln!(
+        s,
+        "# HELP vigil_decisions_total Decisions issued by scoring, by action.\n# TYPE vigil_decisions_total counter"
+    );
+    for (a, n) in ACTIONS.iter().zip(&e.decisions_by_action) {
+        let _ = writeln!(
+            s,
+            "vigil_decisions_total{{action=\"{}\"}} {}",
+            a.as_str(),
+            n.load(Ordering::Relaxed)
+        );
     }
     let _ = writeln!(
         s,
@@ -138,6 +215,7 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
     };
     let engine = Arc::new(Engine {
         ready: AtomicBool::new(true),
+        decisions_by_action: Default::default(),
         proxy_ready: proxy.as_ref().map(|p| p.readiness.clone()),
         sources,
         batches: AtomicU64::new(0),
@@ -170,11 +248,30 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         None => None,
     };
     let consumer_engine = engine.clone();
+    let mut scorer = vigil_scoring::Scorer::new(&cfg.scoring)?;
+    let publisher = match &cfg.kafka {
+        Some(k) => Some(DecisionPublisher::new(&k.settings(), &k.decisions_topic)?),
+        None => None,
+    };
+    let table = decisions.clone();
     let consumer = tokio::spawn(async move {
         while let Some(batch) = out_rx.recv().await {
             if let Some(w) = writer.as_mut() {
                 vigil_ingest::event::write_ndjson(&mut *w, &batch.events)?;
                 w.flush()?;
+            }
+            // Scoring is CPU work on this task's thread; the runtime moves other tasks away.
+            let out = tokio::task::block_in_place(|| scorer.score_batch(&batch.events))?;
+            for d in &out.decisions {
+                consumer_engine.count_decision(d.action);
+                if let Err(error) = table.insert(d.clone()) {
+                    tracing::warn!(%error, subject = %d.subject.key(), "decision not applied");
+                }
+            }
+            // Decisions are published before the batch is acknowledged, so a committed offset
+            // means its decisions reached the feed.
+            if let Some(p) = &publisher {
+                p.publish(&out.decisions).await?;
             }
             consumer_engine.batches.fetch_add(1, Ordering::Relaxed);
             batch.ack();

@@ -1,0 +1,868 @@
+//! Per-subject behaviour features over sliding windows of event time.
+//!
+//! Every event updates the state of each of its subjects (identity, session, client IP, API
+//! key). A subject's state is a fixed-size struct (see [`SubjectState`]): windowed counts are
+//! exponentially decayed sums with the window as time constant (a steady rate `r` gives
+//! `r * window`, like a sliding count, and old activity fades instead of dropping off a cliff);
+//! distinct counts are small linear-counting sketches over the last half-to-whole window.
+//! Event time drives everything; events later than `allowed_lateness_secs` behind the newest
+//! event are counted and ignored.
+//!
+//! # Feature catalogue
+//!
+//! For each window `W` in `windows_secs` (names `1m`, `10m`, `1h`, ...):
+//!
+//! | feature | meaning |
+//! |---|---|
+//! | `requests_W` | requests in the window (decayed count) |
+//! | `rate_W` | `requests_W / W` in requests per second |
+//! | `status_4xx_W`, `status_5xx_W` | responses with a 4xx / 5xx status |
+//! | `auth_failures_W` | responses 401 or 403 |
+//! | `not_found_W` | responses 404 |
+//! | `error_ratio_W` | `(status_4xx_W + status_5xx_W) / requests_W` |
+//! | `auth_failure_ratio_W`, `not_found_ratio_W` | `auth_failures_W / requests_W`, `not_found_W / requests_W` |
+//! | `bytes_out_W` | response bytes |
+//! | `sensitive_hits_W` | requests to sensitive paths (`/.env`, `/.git/`, admin consoles, backups, ...) |
+//! | `unauthenticated_ratio_W` | share of requests with neither an identity nor an API key |
+//!
+//! For each of the first `distinct_windows` windows (default the 1m and 10m ones):
+//!
+//! | feature | meaning |
+//! |---|---|
+//! | `distinct_routes_W` | distinct routes (ids templated away): breadth of the API touched |
+//! | `distinct_paths_W` | distinct paths (ids kept): how many objects were fetched |
+//! | `distinct_ips_W` | distinct client IPs (subjects other than `ip`; null for `ip`) |
+//! | `distinct_identities_W` | distinct identities, counting each login attempt's username (`ip` subjects only) |
+//! | `distinct_user_agents_W` | distinct user agents |
+//!
+//! Not windowed:
+//!
+//! | feature | meaning |
+//! |---|---|
+//! | `new_ip` | 1 when a request since the subject's last evaluation came from an IP it had not used before (identity, session; null otherwise) |
+//! | `new_user_agent` | the same for user agents |
+//! | `interval_cv` | coefficient of variation of the time between requests (recent, decayed); low = machine-regular; null before 8 requests |
+//! | `id_enumeration` | length of the current run of requests for consecutive numeric ids on one route |
+//! | `requests_total` | requests since the subject was first seen (while tracked) |
+//! | `age_secs` | seconds since the subject was first seen |
+
+use crate::sketch::{Seen, WindowedDistinct};
+use arrow::array::{
+    ArrayRef, Float64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use vigil_enforce::SubjectKind;
+
+/// Most windows a state holds.
+pub const MAX_WINDOWS: usize = 3;
+/// Most windows with distinct counts.
+pub const MAX_DISTINCT_WINDOWS: usize = 2;
+
+/// `[scoring.features]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// Window lengths in seconds, shortest first, 1 to 3 of them. Default `[60, 600, 3600]`.
+    pub windows_secs: Vec<u64>,
+    /// How many of the shortest windows get distinct counts (0 to 2). Default 2.
+    pub distinct_windows: usize,
+    /// Events older than the newest event minus this are counted as late and ignored.
+    /// Default 30.
+    pub allowed_lateness_secs: u64,
+    /// A subject not seen for this long (event time) is forgotten. Default 7200.
+    pub idle_ttl_secs: u64,
+    /// Most subjects tracked per kind; beyond it the least recently seen are evicted.
+    /// Default 1,000,000.
+    pub max_subjects_per_kind: usize,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        Self {
+            windows_secs: vec![60, 600, 3600],
+            distinct_windows: 2,
+            allowed_lateness_secs: 30,
+            idle_ttl_secs: 7200,
+            max_subjects_per_kind: 1_000_000,
+        }
+    }
+}
+
+/// `60` -> `1m`, `3600` -> `1h`, `90` -> `90s`.
+pub fn window_name(secs: u64) -> String {
+    if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+impl FeatureConfig {
+    pub fn validate(&self) -> Result<(), crate::ScoringError> {
+        let bad = |key: &str, msg: &str| {
+            Err(crate::ScoringError::config(
+                format!("scoring.features.{key}"),
+                msg,
+            ))
+        };
+        if self.windows_secs.is_empty() || self.windows_secs.len() > MAX_WINDOWS {
+            return bad("windows_secs", "give 1 to 3 windows");
+        }
+        if self.windows_secs.contains(&0) || self.windows_secs.windows(2).any(|w| w[0] >= w[1]) {
+            return bad("windows_secs", "windows must be positive and increasing");
+        }
+        if self.distinct_windows > MAX_DISTINCT_WINDOWS.min(self.windows_secs.len()) {
+            return bad(
+                "distinct_windows",
+                "at most 2, and no more than the windows given",
+            );
+        }
+        if self.max_subjects_per_kind == 0 {
+            return bad("max_subjects_per_kind", "must be at least 1");
+        }
+        if self.idle_ttl_secs < *self.windows_secs.last().unwrap_or(&0) {
+            return bad("idle_ttl_secs", "must be at least the longest window");
+        }
+        Ok(())
+    }
+}
+
+// Counter slots.
+const C_REQUESTS: usize = 0;
+const C_4XX: usize = 1;
+const C_5XX: usize = 2;
+const C_AUTH: usize = 3;
+const C_404: usize = 4;
+const C_BYTES_OUT: usize = 5;
+const C_SENSITIVE: usize = 6;
+const C_UNAUTH: usize = 7;
+const N_COUNTERS: usize = 8;
+
+// Distinct slots.
+const D_ROUTES: usize = 0;
+const D_PATHS: usize = 1;
+/// IPs for identity/session/api_key subjects, identities for IP subjects.
+const D_PEERS: usize = 2;
+const D_AGENTS: usize = 3;
+const N_DISTINCT: usize = 4;
+
+/// What one event tells about one subject.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Observation<'a> {
+    pub t_us: i64,
+    pub status: u16,
+    pub bytes_out: u64,
+    pub route: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub identity: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub sensitive: bool,
+    /// The request carried neither an identity nor an API key.
+    pub unauthenticated: bool,
+}
+
+/// The state of one subject: a few hundred bytes, whatever its traffic.
+#[derive(Debug, Clone)]
+pub struct SubjectState {
+    pub id: Box<str>,
+    first_seen_us: i64,
+    last_seen_us: i64,
+    /// Counters are decayed to this time.
+    decayed_at_us: i64,
+    counters: [[f32; N_COUNTERS]; MAX_WINDOWS],
+    distinct: [WindowedDistinct<N_DISTINCT>; MAX_DISTINCT_WINDOWS],
+    iat_mean_ms: f32,
+    iat_sq_ms: f32,
+    iat_n: u16,
+    seq_run: u16,
+    last_id: u64,
+    last_id_route: u64,
+    requests_total: u32,
+    seen_ips: Seen,
+    seen_agents: Seen,
+    new_ip: bool,
+    new_agent: bool,
+}
+
+fn hash(s: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+}
+
+/// The numeric id at the end of a path, if its last segment is one.
+fn trailing_id(path: &str) -> Option<u64> {
+    let last = path.trim_end_matches('/').rsplit('/').next()?;
+    if last.is_empty() || last.len() > 18 || !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    last.parse().ok()
+}
+
+impl SubjectState {
+    fn new(id: &str, t: i64) -> Self {
+        Self {
+            id: id.into(),
+            first_seen_us: t,
+            last_seen_us: t,
+            decayed_at_us: t,
+            counters: [[0.0; N_COUNTERS]; MAX_WINDOWS],
+            distinct: [WindowedDistinct::default(); MAX_DISTINCT_WINDOWS],
+            iat_mean_ms: 0.0,
+            iat_sq_ms: 0.0,
+            iat_n: 0,
+            seq_run: 0,
+            last_id: 0,
+            last_id_route: 0,
+            requests_total: 0,
+            seen_ips: Seen::default(),
+            seen_agents: Seen::default(),
+            new_ip: false,
+            new_agent: false,
+        }
+    }
+
+    pub fn last_seen_us(&self) -> i64 {
+        self.last_seen_us
+    }
+
+    /// Decays every counter to `t` (no-op for earlier times).
+    fn decay_to(&mut self, t: i64, taus_us: &[f64]) {
+        if t <= self.decayed_at_us {
+            return;
+        }
+        let dt = (t - self.decayed_at_us) as f64;
+        for (w, tau) in taus_us.iter().enumerate() {
+            let f = (-dt / tau).exp() as f32;
+            for c in &mut self.counters[w] {
+                *c *= f;
+            }
+        }
+        self.decayed_at_us = t;
+    }
+
+    fn observe(&mut self, kind: SubjectKind, o: &Observation<'_>, w: &Windows) {
+        self.decay_to(o.t_us, &w.taus_us);
+        let values: [f32; N_COUNTERS] = [
+            1.0,
+            f32::from((400..500).contains(&o.status)),
+            f32::from(o.status >= 500),
+            f32::from(o.status == 401 || o.status == 403),
+            f32::from(o.status == 404),
+            o.bytes_out as f32,
+            f32::from(o.sensitive),
+            f32::from(o.unauthenticated),
+        ];
+        for (wi, tau) in w.taus_us.iter().enumerate() {
+            // A late event counts with the weight it would have had by now.
+            let weight = if o.t_us < self.decayed_at_us {
+                (-((self.decayed_at_us - o.t_us) as f64) / tau).exp() as f32
+            } else {
+                1.0
+            };
+            for (c, v) in self.counters[wi].iter_mut().zip(values) {
+                *c += v * weight;
+            }
+        }
+        let peer = if kind == SubjectKind::Ip {
+            o.identity
+        } else {
+            o.ip
+        };
+        for (di, half) in w.halves_us.iter().enumerate() {
+            let d = &mut self.distinct[di];
+            if let Some(r) = o.route {
+                d.add(D_ROUTES, hash(r), o.t_us, *half);
+            }
+            if let Some(p) = o.path {
+                d.add(D_PATHS, hash(p), o.t_us, *half);
+            }
+            if let Some(p) = peer {
+                d.add(D_PEERS, hash(p), o.t_us, *half);
+            }
+            if let Some(a) = o.user_agent {
+                d.add(D_AGENTS, hash(a), o.t_us, *half);
+            }
+        }
+        if o.t_us > self.last_seen_us {
+            let dt_ms = ((o.t_us - self.last_seen_us) as f64 / 1000.0) as f32;
+            const ALPHA: f32 = 0.2;
+            if self.iat_n == 0 {
+                self.iat_mean_ms = dt_ms;
+                self.iat_sq_ms = dt_ms * dt_ms;
+            } else {
+                self.iat_mean_ms += ALPHA * (dt_ms - self.iat_mean_ms);
+                self.iat_sq_ms += ALPHA * (dt_ms * dt_ms - self.iat_sq_ms);
+            }
+            self.iat_n = self.iat_n.saturating_add(1);
+            self.last_seen_us = o.t_us;
+        }
+        if let (Some(route), Some(path)) = (o.route, o.path)
+            && let Some(id) = trailing_id(path)
+        {
+            let rh = hash(route);
+            if rh == self.last_id_route && id == self.last_id.wrapping_add(1) {
+                self.seq_run = self.seq_run.saturating_add(1);
+            } else if !(rh == self.last_id_route && id == self.last_id) {
+                self.seq_run /= 2;
+            }
+            self.last_id = id;
+            self.last_id_route = rh;
+        }
+        if matches!(kind, SubjectKind::Identity | SubjectKind::Session) {
+            let first = self.requests_total == 0;
+            // Sticky until the next evaluation, so a single request from a new place is not
+            // hidden by the requests that follow it before the subject is evaluated.
+            self.new_ip |= o.ip.is_some_and(|ip| self.seen_ips.insert(hash(ip))) && !first;
+            self.new_agent |= o
+                .user_agent
+                .is_some_and(|a| self.seen_agents.insert(hash(a)))
+                && !first;
+        }
+        self.requests_total = self.requests_total.saturating_add(1);
+    }
+}
+
+/// The configured windows, precomputed.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    pub names: Vec<String>,
+    pub secs: Vec<u64>,
+    taus_us: Vec<f64>,
+    halves_us: Vec<i64>,
+}
+
+impl Windows {
+    pub fn new(cfg: &FeatureConfig) -> Self {
+        Self {
+            names: cfg.windows_secs.iter().map(|s| window_name(*s)).collect(),
+            secs: cfg.windows_secs.clone(),
+            taus_us: cfg.windows_secs.iter().map(|s| *s as f64 * 1e6).collect(),
+            halves_us: cfg.windows_secs[..cfg.distinct_windows]
+                .iter()
+                .map(|s| (*s as i64 * 1_000_000 / 2).max(1))
+                .collect(),
+        }
+    }
+}
+
+/// Paths that nothing but a scanner asks for.
+const SENSITIVE: &[&str] = &[
+    "/.env",
+    "/.git",
+    "/.svn",
+    "/.hg",
+    "/.aws",
+    "/.ssh",
+    "/.htaccess",
+    "/.htpasswd",
+    "/.ds_store",
+    "/wp-admin",
+    "/wp-login",
+    "/wp-config",
+    "/xmlrpc.php",
+    "/phpmyadmin",
+    "/pma",
+    "/adminer",
+    "/server-status",
+    "/server-info",
+    "/actuator",
+    "/.well-known/security",
+    "/console",
+    "/manager/html",
+    "/cgi-bin",
+    "/etc/passwd",
+    "/backup",
+    ".bak",
+    ".sql",
+    ".old",
+    ".swp",
+    "/config.json",
+    "/config.php",
+    "/debug",
+    "/_profiler",
+    "/telescope",
+    "/solr/",
+    "/jmx-console",
+    "/.vscode",
+    "/id_rsa",
+    "/phpinfo",
+    "/info.php",
+    "/vendor/phpunit",
+    "/_ignition",
+    "/.dockerenv",
+    "/docker-compose",
+    "/storage/logs",
+    "/jenkins",
+    "/owa/auth",
+    "etc/passwd",
+    "/administrator",
+    ".tar.gz",
+];
+
+/// Whether `path` is one of the sensitive paths above (case-insensitive).
+pub fn is_sensitive(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    SENSITIVE.iter().any(|s| lower.contains(s))
+}
+
+/// All subjects of one kind.
+#[derive(Debug, Default)]
+pub struct SubjectTable {
+    pub states: HashMap<u64, SubjectState>,
+    seed: u64,
+}
+
+impl SubjectTable {
+    fn new(seed: u64) -> Self {
+        Self {
+            states: HashMap::new(),
+            seed,
+        }
+    }
+
+    fn key(&self, id: &str) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), self.seed)
+    }
+}
+
+/// Feature state of every tracked subject, per kind.
+#[derive(Debug)]
+pub struct FeatureStore {
+    cfg: FeatureConfig,
+    windows: Windows,
+    tables: [SubjectTable; 4],
+    watermark_us: i64,
+    pub late_events: u64,
+    pub evicted: u64,
+    since_sweep: u64,
+}
+
+/// The subject kinds that features are kept for, in table order.
+pub const KINDS: [SubjectKind; 4] = [
+    SubjectKind::Identity,
+    SubjectKind::Session,
+    SubjectKind::Ip,
+    SubjectKind::ApiKey,
+];
+
+fn kind_index(k: SubjectKind) -> usize {
+    KINDS.iter().position(|x| *x == k).unwrap_or(0)
+}
+
+impl FeatureStore {
+    pub fn new(cfg: FeatureConfig) -> Result<Self, crate::ScoringError> {
+        cfg.validate()?;
+        let seed =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 1u8);
+        Ok(Self {
+            windows: Windows::new(&cfg),
+            cfg,
+            tables: [0, 1, 2, 3].map(|i| SubjectTable::new(seed.wrapping_add(i))),
+            watermark_us: i64::MIN,
+            late_events: 0,
+            evicted: 0,
+            since_sweep: 0,
+        })
+    }
+
+    pub fn windows(&self) -> &Windows {
+        &self.windows
+    }
+
+    pub fn watermark_us(&self) -> i64 {
+        self.watermark_us
+    }
+
+    /// Subjects tracked, per kind in [`KINDS`] order.
+    pub fn tracked(&self) -> [usize; 4] {
+        [0, 1, 2, 3].map(|i| self.tables[i].states.len())
+    }
+
+    /// Whether an event at `t_us` is within the allowed lateness (and advances the watermark).
+    pub fn admit(&mut self, t_us: i64) -> bool {
+        let late = self.cfg.allowed_lateness_secs as i64 * 1_000_000;
+        if self.watermark_us != i64::MIN && t_us < self.watermark_us - late {
+            self.late_events += 1;
+            return false;
+        }
+        self.watermark_us = self.watermark_us.max(t_us);
+        true
+    }
+
+    /// Updates subject `(kind, id)` with one observation; returns its table key.
+    pub fn observe(&mut self, kind: SubjectKind, id: &str, o: &Observation<'_>) -> u64 {
+        let t = &mut self.tables[kind_index(kind)];
+        let key = t.key(id);
+        let state = t
+            .states
+            .entry(key)
+            .or_insert_with(|| SubjectState::new(id, o.t_us));
+        if &*state.id != id {
+            // A 64-bit collision under a random seed: start this subject over rather than mix two.
+            *state = SubjectState::new(id, o.t_us);
+        }
+        state.observe(kind, o, &self.windows);
+        self.since_sweep += 1;
+        key
+    }
+
+    pub fn get(&self, kind: SubjectKind, key: u64) -> Option<&SubjectState> {
+        self.tables[kind_index(kind)].states.get(&key)
+    }
+
+    /// Clears what is reported once per evaluation (`new_ip`, `new_user_agent`).
+    pub fn mark_evaluated(&mut self, kind: SubjectKind, key: u64) {
+        if let Some(s) = self.tables[kind_index(kind)].states.get_mut(&key) {
+            s.new_ip = false;
+            s.new_agent = false;
+        }
+    }
+
+    /// Forgets idle subjects and, over the limit, the least recently seen. Cheap to call often;
+    /// it works only every 65,536 observations.
+    pub fn maintain(&mut self) {
+        if self.since_sweep < 65_536 {
+            return;
+        }
+        self.since_sweep = 0;
+        let idle_before = self.watermark_us - self.cfg.idle_ttl_secs as i64 * 1_000_000;
+        for t in &mut self.tables {
+            let before = t.states.len();
+            t.states.retain(|_, s| s.last_seen_us >= idle_before);
+            if t.states.len() > self.cfg.max_subjects_per_kind {
+                let mut seen: Vec<i64> = t.states.values().map(|s| s.last_seen_us).collect();
+                let excess = t.states.len() - self.cfg.max_subjects_per_kind;
+                let (_, cut, _) = seen.select_nth_unstable(excess);
+                let cut = *cut;
+                t.states.retain(|_, s| s.last_seen_us > cut);
+            }
+            self.evicted += (before - t.states.len()) as u64;
+        }
+    }
+
+    /// The feature vector of a subject at `t_us`, in [`feature_names`] order.
+    pub fn features(
+        &self,
+        kind: SubjectKind,
+        state: &SubjectState,
+        t_us: i64,
+        out: &mut Vec<Option<f64>>,
+    ) {
+        out.clear();
+        let dt = (t_us - state.decayed_at_us).max(0) as f64;
+        for (wi, secs) in self.windows.secs.iter().enumerate() {
+            let f = (-dt / self.windows.taus_us[wi]).exp();
+            let c = |k: usize| f64::from(state.counters[wi][k]) * f;
+            let req = c(C_REQUESTS);
+            let ratio = |n: f64| {
+                if req > 0.0 {
+                    Some((n / req).min(1.0))
+                } else {
+                    None
+                }
+            };
+            out.push(Some(req));
+            out.push(Some(req / *secs as f64));
+            out.push(Some(c(C_4XX)));
+            out.push(Some(c(C_5XX)));
+            out.push(Some(c(C_AUTH)));
+            out.push(Some(c(C_404)));
+            out.push(ratio(c(C_4XX) + c(C_5XX)));
+            out.push(ratio(c(C_AUTH)));
+            out.push(ratio(c(C_404)));
+            out.push(Some(c(C_BYTES_OUT)));
+            out.push(Some(c(C_SENSITIVE)));
+            out.push(ratio(c(C_UNAUTH)));
+        }
+        for (di, half) in self.windows.halves_us.iter().enumerate() {
+            let d = &state.distinct[di];
+            let e = |slot| Some(d.estimate(slot, t_us, *half));
+            out.push(e(D_ROUTES));
+            out.push(e(D_PATHS));
+            let ip = kind == SubjectKind::Ip;
+            out.push(if ip { None } else { e(D_PEERS) });
+            out.push(if ip { e(D_PEERS) } else { None });
+            out.push(e(D_AGENTS));
+        }
+        let person = matches!(kind, SubjectKind::Identity | SubjectKind::Session);
+        out.push(person.then_some(f64::from(u8::from(state.new_ip))));
+        out.push(person.then_some(f64::from(u8::from(state.new_agent))));
+        out.push((state.iat_n >= 8 && state.iat_mean_ms > 0.0).then(|| {
+            let var = (f64::from(state.iat_sq_ms) - f64::from(state.iat_mean_ms).powi(2)).max(0.0);
+            var.sqrt() / f64::from(state.iat_mean_ms)
+        }));
+        out.push(Some(f64::from(state.seq_run)));
+        out.push(Some(f64::from(state.requests_total)));
+        out.push(Some((t_us - state.first_seen_us).max(0) as f64 / 1e6));
+    }
+}
+
+/// Names of the feature columns for `windows`, in order.
+pub fn feature_names(windows: &Windows) -> Vec<String> {
+    let mut v = Vec::new();
+    for w in &windows.names {
+        for f in [
+            "requests",
+            "rate",
+            "status_4xx",
+            "status_5xx",
+            "auth_failures",
+            "not_found",
+            "error_ratio",
+            "auth_failure_ratio",
+            "not_found_ratio",
+            "bytes_out",
+            "sensitive_hits",
+            "unauthenticated_ratio",
+        ] {
+            v.push(format!("{f}_{w}"));
+        }
+    }
+    for w in &windows.names[..windows.halves_us.len()] {
+        for f in [
+            "distinct_routes",
+            "distinct_paths",
+            "distinct_ips",
+            "distinct_identities",
+            "distinct_user_agents",
+        ] {
+            v.push(format!("{f}_{w}"));
+        }
+    }
+    for f in [
+        "new_ip",
+        "new_user_agent",
+        "interval_cv",
+        "id_enumeration",
+        "requests_total",
+        "age_secs",
+    ] {
+        v.push(f.to_string());
+    }
+    v
+}
+
+/// Schema of a feature batch: `kind`, `subject`, `timestamp`, then the features (Float64).
+pub fn features_schema(windows: &Windows) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("subject", DataType::Utf8, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            false,
+        ),
+    ];
+    fields.extend(
+        feature_names(windows)
+            .into_iter()
+            .map(|n| Field::new(n, DataType::Float64, true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// Builds a feature batch row by row.
+pub struct FeatureBatchBuilder {
+    schema: SchemaRef,
+    kind: StringBuilder,
+    subject: StringBuilder,
+    ts: TimestampMicrosecondBuilder,
+    cols: Vec<Float64Builder>,
+}
+
+impl FeatureBatchBuilder {
+    pub fn new(schema: SchemaRef) -> Self {
+        let n = schema.fields().len() - 3;
+        Self {
+            schema,
+            kind: StringBuilder::new(),
+            subject: StringBuilder::new(),
+            ts: TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
+            cols: (0..n).map(|_| Float64Builder::new()).collect(),
+        }
+    }
+
+    pub fn push(&mut self, kind: SubjectKind, subject: &str, t_us: i64, values: &[Option<f64>]) {
+        self.kind.append_value(kind.as_str());
+        self.subject.append_value(subject);
+        self.ts.append_value(t_us);
+        for (b, v) in self.cols.iter_mut().zip(values) {
+            b.append_option(*v);
+        }
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(self.kind.finish()),
+            Arc::new(self.subject.finish()),
+            Arc::new(self.ts.finish()),
+        ];
+        cols.extend(
+            self.cols
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        RecordBatch::try_new(self.schema.clone(), cols).expect("feature builders match the schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> FeatureStore {
+        FeatureStore::new(FeatureConfig::default()).unwrap()
+    }
+
+    fn get(store: &FeatureStore, kind: SubjectKind, key: u64, t: i64, name: &str) -> Option<f64> {
+        let names = feature_names(store.windows());
+        let i = names.iter().position(|n| n == name).unwrap();
+        let mut v = Vec::new();
+        store.features(kind, store.get(kind, key).unwrap(), t, &mut v);
+        v[i]
+    }
+
+    fn obs(t_s: f64, status: u16, path: &'static str, ip: &'static str) -> Observation<'static> {
+        Observation {
+            t_us: (t_s * 1e6) as i64,
+            status,
+            bytes_out: 100,
+            route: Some(path),
+            path: Some(path),
+            ip: Some(ip),
+            identity: None,
+            user_agent: Some("ua"),
+            sensitive: is_sensitive(path),
+            unauthenticated: true,
+        }
+    }
+
+    #[test]
+    fn counts_ratios_and_decay() {
+        let mut s = store();
+        let mut key = 0;
+        for i in 0..30 {
+            let status = if i % 3 == 0 { 401 } else { 200 };
+            key = s.observe(
+                SubjectKind::Ip,
+                "1.2.3.4",
+                &obs(i as f64, status, "/login", "1.2.3.4"),
+            );
+        }
+        let t = 29_000_000;
+        let req = get(&s, SubjectKind::Ip, key, t, "requests_1m").unwrap();
+        assert!((20.0..=30.0).contains(&req), "{req}");
+        let auth = get(&s, SubjectKind::Ip, key, t, "auth_failures_1m").unwrap();
+        assert!((6.0..=10.0).contains(&auth), "{auth}");
+        let ratio = get(&s, SubjectKind::Ip, key, t, "auth_failure_ratio_1m").unwrap();
+        assert!((ratio - 1.0 / 3.0).abs() < 0.05, "{ratio}");
+        // 10 minutes later the 1m counts have faded, the 1h ones much less
+        let later = t + 600_000_000;
+        assert!(get(&s, SubjectKind::Ip, key, later, "requests_1m").unwrap() < 0.01);
+        assert!(get(&s, SubjectKind::Ip, key, later, "requests_1h").unwrap() > 20.0);
+        assert_eq!(
+            get(&s, SubjectKind::Ip, key, t, "distinct_ips_1m"),
+            None,
+            "not for ip subjects"
+        );
+    }
+
+    #[test]
+    fn distinct_new_ip_enumeration_and_regularity() {
+        let mut s = store();
+        let mut key = 0;
+        let ids = [
+            "/u/1001", "/u/1002", "/u/1003", "/u/1004", "/u/1005", "/u/1006",
+        ];
+        for (i, p) in ids.iter().enumerate() {
+            let mut o = obs(
+                i as f64 * 2.0,
+                200,
+                p,
+                if i < 3 { "10.0.0.1" } else { "10.0.0.2" },
+            );
+            o.route = Some("/u/{id}");
+            key = s.observe(SubjectKind::Identity, "alice", &o);
+        }
+        let t = 10_000_000;
+        assert_eq!(
+            get(&s, SubjectKind::Identity, key, t, "id_enumeration"),
+            Some(5.0)
+        );
+        assert_eq!(
+            get(&s, SubjectKind::Identity, key, t, "distinct_routes_1m").map(f64::round),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(&s, SubjectKind::Identity, key, t, "distinct_paths_1m").map(f64::round),
+            Some(6.0)
+        );
+        assert_eq!(
+            get(&s, SubjectKind::Identity, key, t, "distinct_ips_1m").map(f64::round),
+            Some(2.0)
+        );
+        assert_eq!(
+            get(&s, SubjectKind::Identity, key, t, "new_ip"),
+            Some(1.0),
+            "10.0.0.2 was new"
+        );
+        s.mark_evaluated(SubjectKind::Identity, key);
+        assert_eq!(
+            get(&s, SubjectKind::Identity, key, t, "new_ip"),
+            Some(0.0),
+            "reported once"
+        );
+        assert_eq!(
+            get(&s, SubjectKind::Identity, key, t, "interval_cv"),
+            None,
+            "too few requests"
+        );
+        for i in 6..20 {
+            s.observe(
+                SubjectKind::Identity,
+                "alice",
+                &obs(i as f64 * 2.0, 200, "/x", "10.0.0.2"),
+            );
+        }
+        let cv = get(&s, SubjectKind::Identity, key, 40_000_000, "interval_cv").unwrap();
+        assert!(cv < 0.05, "perfectly regular: {cv}");
+    }
+
+    #[test]
+    fn late_events_and_eviction() {
+        let mut s = FeatureStore::new(FeatureConfig {
+            max_subjects_per_kind: 10,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.admit(100_000_000));
+        assert!(s.admit(80_000_000), "within the 30 s lateness");
+        assert!(!s.admit(60_000_000));
+        assert_eq!(s.late_events, 1);
+        for i in 0..70_000 {
+            let id = format!("10.0.{}.{}", i / 256, i % 256);
+            s.observe(SubjectKind::Ip, &id, &obs(i as f64, 200, "/", "x"));
+        }
+        s.maintain();
+        assert!(s.tracked()[2] <= 10);
+        assert!(s.evicted > 0);
+        assert!(
+            FeatureStore::new(FeatureConfig {
+                windows_secs: vec![600, 60],
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn state_is_small() {
+        let size = std::mem::size_of::<SubjectState>();
+        assert!(size <= 336, "SubjectState is {size} bytes");
+    }
+}

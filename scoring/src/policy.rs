@@ -1,0 +1,340 @@
+//! The decision policy: from the rules that fired for a subject (and, later, model scores) to
+//! one decision with an action, a TTL, a score and its reasons.
+//!
+//! - **Score**: `1 - Π(1 - s)` over the fired rules' severity scores.
+//! - **Action**: the strictest action among the fired rules in `enforce` mode; only
+//!   `monitor`-mode rules fired, or the policy is in global monitor mode: action `monitor`, with
+//!   `would:<action>` among the reasons.
+//! - **Hysteresis**: no new decision while one at least as strict is active for more than half
+//!   of the new TTL, so a subject does not flap and the feed is not flooded.
+//! - **Escalation**: a repeat offender (`escalate_after` decisions within `repeat_window_secs`)
+//!   has `throttle`/`step_up` raised to `block` and its TTL doubled per offence (up to
+//!   `max_ttl_secs`).
+//! - **Allow-list**: subjects (`kind:id`) and CIDRs (for `ip` subjects) never get a decision.
+
+use crate::ScoringError;
+use crate::rules::{CompiledRule, RuleMode};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+use vigil_enforce::subjects::Cidr;
+use vigil_enforce::{Action, Decision, Subject, SubjectKind, UnixMicros};
+
+/// `[scoring.policy]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Record every decision as `monitor` (shadow mode): nothing is enforced. Default false.
+    pub monitor_only: bool,
+    /// Subjects that never get a decision, as `kind:id` (`identity:ops-bot`). Default none.
+    pub allow_subjects: Vec<String>,
+    /// Client networks whose `ip` subjects never get a decision. Default none.
+    pub allow_cidrs: Vec<String>,
+    /// Window in which earlier decisions count toward escalation. Default 3600.
+    pub repeat_window_secs: u64,
+    /// Decisions within the window after which a subject is escalated. Default 3.
+    pub escalate_after: u32,
+    /// Longest TTL escalation may reach. Default 86400.
+    pub max_ttl_secs: u64,
+    /// Most subjects whose decision history is kept; the oldest are forgotten. Default 1,000,000.
+    pub max_history: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            monitor_only: false,
+            allow_subjects: Vec::new(),
+            allow_cidrs: Vec::new(),
+            repeat_window_secs: 3600,
+            escalate_after: 3,
+            max_ttl_secs: 86_400,
+            max_history: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct History {
+    action: Action,
+    expires_us: i64,
+    offences: u32,
+    first_offence_us: i64,
+}
+
+pub struct Policy {
+    cfg: PolicyConfig,
+    allow_subjects: std::collections::HashSet<String>,
+    allow_cidrs: Vec<Cidr>,
+    history: HashMap<(SubjectKind, String), History>,
+}
+
+impl Policy {
+    pub fn new(cfg: PolicyConfig) -> Result<Self, ScoringError> {
+        let mut allow_subjects = std::collections::HashSet::new();
+        for (i, s) in cfg.allow_subjects.iter().enumerate() {
+            Subject::from_key(s).map_err(|e| {
+                ScoringError::config(format!("scoring.policy.allow_subjects[{i}]"), e.to_string())
+            })?;
+            allow_subjects.insert(s.clone());
+        }
+        let allow_cidrs = cfg
+            .allow_cidrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.parse::<Cidr>().map_err(|e| {
+                    ScoringError::config(format!("scoring.policy.allow_cidrs[{i}]"), e.to_string())
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if cfg.escalate_after == 0 {
+            return Err(ScoringError::config(
+                "scoring.policy.escalate_after",
+                "must be at least 1",
+            ));
+        }
+        Ok(Self {
+            cfg,
+            allow_subjects,
+            allow_cidrs,
+            history: HashMap::new(),
+        })
+    }
+
+    fn allowed(&self, kind: SubjectKind, id: &str) -> bool {
+        if self
+            .allow_subjects
+            .contains(&format!("{}:{id}", kind.as_str()))
+        {
+            return true;
+        }
+        kind == SubjectKind::Ip
+            && vigil_enforce::subjects::parse_ip(id)
+                .is_some_and(|ip| self.allow_cidrs.iter().any(|c| c.contains(ip)))
+    }
+
+    /// The decision for `subject` at event time `t_us` given the rules that fired, or `None`
+    /// (allow-listed, nothing fired, or an active decision already covers it).
+    pub fn decide(
+        &mut self,
+        kind: SubjectKind,
+        id: &str,
+        t_us: i64,
+        fired: &[&CompiledRule],
+    ) -> Option<Decision> {
+        if fired.is_empty() || self.allowed(kind, id) {
+            return None;
+        }
+        let score = 1.0
+            - fired
+                .iter()
+                .map(|r| 1.0 - r.spec.severity.score())
+                .product::<f64>();
+        let enforcing: Vec<&CompiledRule> = fired
+            .iter()
+            .copied()
+            .filter(|r| r.spec.mode == RuleMode::Enforce)
+            .collect();
+        let strictest = enforcing
+            .iter()
+            .copied()
+            .max_by_key(|r| (r.spec.action, r.spec.severity))
+            .or_else(|| {
+                fired
+                    .iter()
+                    .copied()
+                    .max_by_key(|r| (r.spec.action, r.spec.severity))
+            })?;
+        let mut action = strictest.spec.action;
+        let mut ttl_secs = fired
+            .iter()
+            .map(|r| r.spec.ttl_secs)
+            .max()
+            .unwrap_or(strictest.spec.ttl_secs);
+
+        let key = (kind, id.to_string());
+        let prior = self.history.get(&key).copied();
+        let window = self.cfg.repeat_window_secs as i64 * 1_000_000;
+        let offences = match prior {
+            Some(h) if t_us - h.first_offence_us <= window => h.offences + 1,
+            _ => 1,
+        };
+        let escalated = offences > self.cfg.escalate_after;
+        if escalated {
+            if matches!(action, Action::Throttle | Action::StepUp) {
+                action = Action::Block;
+            }
+            let doublings = (offences - self.cfg.escalate_after).min(16);
+            ttl_secs = (ttl_secs << doublings).min(self.cfg.max_ttl_secs);
+        }
+        let shadow = self.cfg.monitor_only || enforcing.is_empty();
+        let recorded = if shadow { Action::Monitor } else { action };
+        // Hysteresis: an active decision at least as strict, with more than half the new TTL
+        // left, already covers this.
+        if let Some(h) = prior
+            && h.action >= recorded
+            && h.expires_us - t_us > ttl_secs as i64 * 500_000
+        {
+            return None;
+        }
+        if self.history.len() >= self.cfg.max_history && prior.is_none() {
+            let now = t_us;
+            self.history.retain(|_, h| h.expires_us > now);
+            if self.history.len() >= self.cfg.max_history {
+                self.history.clear();
+            }
+        }
+        let expires_us = t_us + ttl_secs as i64 * 1_000_000;
+        self.history.insert(
+            key,
+            History {
+                action: recorded,
+                expires_us,
+                offences,
+                first_offence_us: match prior {
+                    Some(h) if offences > 1 => h.first_offence_us,
+                    _ => t_us,
+                },
+            },
+        );
+        let mut d = Decision::new(
+            Subject::new(kind, id),
+            recorded,
+            score.clamp(0.0, 1.0),
+            "rule",
+            Duration::from_secs(ttl_secs),
+        );
+        d.issued_at = UnixMicros(t_us);
+        d.expires_at = UnixMicros(expires_us);
+        for r in fired {
+            d.reasons.push(format!("rule:{}", r.spec.id));
+        }
+        if shadow {
+            d.reasons.push(format!("would:{}", action.as_str()));
+        }
+        if escalated {
+            d.reasons.push(format!("repeat_offender:{offences}"));
+        }
+        if action == Action::Throttle {
+            d.throttle_rps = fired
+                .iter()
+                .filter_map(|r| r.spec.throttle_rps)
+                .reduce(f64::min);
+        }
+        Some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{FeatureConfig, Windows, features_schema};
+    use crate::rules::RuleSet;
+
+    fn rules() -> RuleSet {
+        let text = r#"
+[[rule]]
+id = "hard"
+kind = "ip"
+when = "rate_1m > 1"
+action = "throttle"
+ttl_secs = 600
+severity = "high"
+throttle_rps = 2.0
+[[rule]]
+id = "shadow"
+kind = "ip"
+when = "rate_1m > 1"
+action = "block"
+ttl_secs = 600
+severity = "medium"
+mode = "monitor"
+"#;
+        RuleSet::from_toml(
+            text,
+            "t",
+            &features_schema(&Windows::new(&FeatureConfig::default())),
+        )
+        .unwrap()
+    }
+
+    const MIN: i64 = 60_000_000;
+
+    #[test]
+    fn strictest_enforced_action_hysteresis_and_escalation() {
+        let set = rules();
+        let both: Vec<&CompiledRule> = set.rules.iter().collect();
+        let mut p = Policy::new(PolicyConfig::default()).unwrap();
+        let d = p.decide(SubjectKind::Ip, "1.2.3.4", 0, &both).unwrap();
+        assert_eq!(
+            d.action,
+            Action::Throttle,
+            "the monitor-mode rule does not enforce its block"
+        );
+        assert_eq!(d.throttle_rps, Some(2.0));
+        assert!(
+            d.reasons.contains(&"rule:hard".to_string())
+                && d.reasons.contains(&"rule:shadow".to_string())
+        );
+        assert!((d.score - (1.0 - 0.2 * 0.45)).abs() < 1e-9);
+        assert_eq!(d.expires_at.0 - d.issued_at.0, 10 * MIN);
+        // still covered: no flapping
+        assert!(p.decide(SubjectKind::Ip, "1.2.3.4", MIN, &both).is_none());
+        // past half the TTL: renewed; the fourth offence in the hour escalates
+        let d2 = p
+            .decide(SubjectKind::Ip, "1.2.3.4", 6 * MIN, &both)
+            .unwrap();
+        assert_eq!(d2.action, Action::Throttle);
+        p.decide(SubjectKind::Ip, "1.2.3.4", 12 * MIN, &both)
+            .unwrap();
+        let d4 = p
+            .decide(SubjectKind::Ip, "1.2.3.4", 18 * MIN, &both)
+            .unwrap();
+        assert_eq!(d4.action, Action::Block);
+        assert_eq!(d4.expires_at.0 - d4.issued_at.0, 20 * MIN, "TTL doubled");
+        assert!(d4.reasons.iter().any(|r| r.starts_with("repeat_offender:")));
+    }
+
+    #[test]
+    fn allow_list_and_monitor_mode() {
+        let set = rules();
+        let both: Vec<&CompiledRule> = set.rules.iter().collect();
+        let mut p = Policy::new(PolicyConfig {
+            allow_subjects: vec!["ip:9.9.9.9".into()],
+            allow_cidrs: vec!["10.0.0.0/8".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(p.decide(SubjectKind::Ip, "9.9.9.9", 0, &both).is_none());
+        assert!(p.decide(SubjectKind::Ip, "10.1.2.3", 0, &both).is_none());
+        let mut shadow = Policy::new(PolicyConfig {
+            monitor_only: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let d = shadow.decide(SubjectKind::Ip, "1.2.3.4", 0, &both).unwrap();
+        assert_eq!(d.action, Action::Monitor);
+        assert!(d.reasons.contains(&"would:throttle".to_string()));
+        let only_shadow: Vec<&CompiledRule> =
+            set.rules.iter().filter(|r| r.spec.id == "shadow").collect();
+        let mut p = Policy::new(PolicyConfig::default()).unwrap();
+        let d = p
+            .decide(SubjectKind::Ip, "5.5.5.5", 0, &only_shadow)
+            .unwrap();
+        assert_eq!(
+            (d.action, d.reasons.last().map(String::as_str)),
+            (Action::Monitor, Some("would:block"))
+        );
+        let e = Policy::new(PolicyConfig {
+            allow_cidrs: vec!["10.0.0.0/40".into()],
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert!(
+            e.to_string().contains("scoring.policy.allow_cidrs[0]"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! The scorer: events in, decisions (and the feature and score rows behind them) out.
+//!
+//! For each event, every subject it names is updated ([`FeatureStore::observe`]). A subject is
+//! evaluated — its feature row computed and the rules of its kind run on it — at most once per
+//! `eval_interval_secs` of its own event time while it is active, and at the end of each batch,
+//! so a burst inside a batch is seen when it happens, not when the batch ends. Rules run
+//! vectorized over all the rows of a kind at once.
+
+use crate::ScoringError;
+use crate::features::{
+    FeatureBatchBuilder, FeatureConfig, FeatureStore, KINDS, Observation, features_schema,
+    is_sensitive,
+};
+use crate::policy::{Policy, PolicyConfig};
+use crate::rules::ReloadableRules;
+use arrow::array::{
+    Array, Float64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder, UInt16Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use vigil_enforce::{Decision, SubjectKind};
+use vigil_ingest::event::col;
+
+/// `[scoring]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Rules file (TOML); the built-in default rules when unset. Reloaded when it changes.
+    pub rules_path: Option<PathBuf>,
+    /// A subject is re-evaluated at most this often while active (event time). Default 5.
+    pub eval_interval_secs: u64,
+    pub features: FeatureConfig,
+    pub policy: PolicyConfig,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            rules_path: None,
+            eval_interval_secs: 5,
+            features: FeatureConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// What one batch of events produced.
+#[derive(Debug, Default)]
+pub struct ScoringOutput {
+    /// One row per evaluation: kind, subject, timestamp and the features.
+    pub features: Vec<RecordBatch>,
+    /// The `scores` rows: kind, subject, timestamp, score, rules fired.
+    pub scores: Option<RecordBatch>,
+    pub decisions: Vec<Decision>,
+}
+
+struct Columns<'a> {
+    ts: &'a TimestampMicrosecondArray,
+    status: &'a UInt16Array,
+    bytes_out: &'a UInt64Array,
+    route: &'a StringArray,
+    path: &'a StringArray,
+    ip: &'a StringArray,
+    identity: &'a StringArray,
+    session: &'a StringArray,
+    api_key: &'a StringArray,
+    agent: &'a StringArray,
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, ScoringError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            ScoringError::Schema(format!("column `{name}` missing or of the wrong type"))
+        })
+}
+
+fn text(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// Schema of the `scores` table.
+pub fn scores_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("subject", DataType::Utf8, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            false,
+        ),
+        Field::new("score", DataType::Float64, false),
+        Field::new("rules", DataType::Utf8, true),
+    ]))
+}
+
+pub struct Scorer {
+    store: FeatureStore,
+    rules: ReloadableRules,
+    policy: Policy,
+    schema: SchemaRef,
+    eval_interval_us: i64,
+    /// Last evaluation time per (kind index, subject key).
+    last_eval: HashMap<(u8, u64), i64>,
+    values: Vec<Option<f64>>,
+    pub events_scored: u64,
+}
+
+impl Scorer {
+    pub fn new(cfg: &ScoringConfig) -> Result<Self, ScoringError> {
+        if cfg.eval_interval_secs == 0 {
+            return Err(ScoringError::config(
+                "scoring.eval_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        let store = FeatureStore::new(cfg.features.clone())?;
+        let schema = features_schema(store.windows());
+        let rules = ReloadableRules::load(cfg.rules_path.as_deref(), schema.clone())?;
+        Ok(Self {
+            store,
+            rules,
+            policy: Policy::new(cfg.policy.clone())?,
+            schema,
+            eval_interval_us: cfg.eval_interval_secs as i64 * 1_000_000,
+            last_eval: HashMap::new(),
+            values: Vec::new(),
+            events_scored: 0,
+        })
+    }
+
+    pub fn features_schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn store(&self) -> &FeatureStore {
+        &self.store
+    }
+
+    pub fn rules(&self) -> &ReloadableRules {
+        &self.rules
+    }
+
+    /// Scores one batch of events (the `events` schema).
+    pub fn score_batch(&mut self, events: &RecordBatch) -> Result<ScoringOutput, ScoringError> {
+        self.rules.maybe_reload();
+        let c = Columns {
+            ts: column(events, col::TIMESTAMP)?,
+            status: column(events, col::STATUS)?,
+            bytes_out: column(events, col::BYTES_OUT)?,
+            route: column(events, col::ROUTE)?,
+            path: column(events, col::PATH)?,
+            ip: column(events, col::CLIENT_IP)?,
+            identity: column(events, col::IDENTITY)?,
+            session: column(events, col::SESSION)?,
+            api_key: column(events, col::API_KEY_ID)?,
+            agent: column(events, col::USER_AGENT)?,
+        };
+        let mut builders: Vec<FeatureBatchBuilder> = KINDS
+            .iter()
+            .map(|_| FeatureBatchBuilder::new(self.schema.clone()))
+            .collect();
+        // Subjects touched in this batch and not evaluated at their latest event.
+        let mut pending: HashMap<(u8, u64), i64> = HashMap::new();
+        for i in 0..events.num_rows() {
+            let t = c.ts.value(i);
+            if !self.store.admit(t) {
+                continue;
+            }
+            self.events_scored += 1;
+            let path = text(c.path, i);
+            let o = Observation {
+                t_us: t,
+                status: c.status.value(i),
+                bytes_out: if c.bytes_out.is_valid(i) {
+                    c.bytes_out.value(i)
+                } else {
+                    0
+                },
+                route: text(c.route, i),
+                path,
+                ip: text(c.ip, i),
+                identity: text(c.identity, i),
+                user_agent: text(c.agent, i),
+                sensitive: path.is_some_and(is_sensitive),
+                unauthenticated: c.identity.is_null(i) && c.api_key.is_null(i),
+            };
+            let subjects = [
+                (0u8, text(c.identity, i)),
+                (1, text(c.session, i)),
+                (2, text(c.ip, i)),
+                (3, text(c.api_key, i)),
+            ];
+            for (k, id) in subjects {
+                let Some(id) = id else { continue };
+                let kind = KINDS[usize::from(k)];
+                let key = self.store.observe(kind, id, &o);
+                let due = self
+                    .last_eval
+                    .get(&(k, key))
+                    .is_none_or(|last| t - last >= self.eval_interval_us);
+                if due {
+                    self.evaluate_into(&mut builders[usize::from(k)], kind, key, t);
+                    self.last_eval.insert((k, key), t);
+                    pending.remove(&(k, key));
+                } else {
+                    pending.insert((k, key), t);
+                }
+            }
+        }
+        for ((k, key), t) in pending {
+            self.evaluate_into(&mut builders[usize::from(k)], KINDS[usize::from(k)], key, t);
+            self.last_eval.insert((k, key), t);
+        }
+        self.store.maintain();
+        if self.last_eval.len() > 4 * self.store.tracked().iter().sum::<usize>() + 65_536 {
+            let horizon = self.store.watermark_us() - 2 * self.eval_interval_us;
+            self.last_eval.retain(|_, t| *t >= horizon);
+        }
+        self.decide(builders)
+    }
+
+    fn evaluate_into(&mut self, b: &mut FeatureBatchBuilder, kind: SubjectKind, key: u64, t: i64) {
+        if let Some(state) = self.store.get(kind, key) {
+            self.store.features(kind, state, t, &mut self.values);
+            b.push(kind, &state.id, t, &self.values);
+            self.store.mark_evaluated(kind, key);
+        }
+    }
+
+    fn decide(
+        &mut self,
+        mut builders: Vec<FeatureBatchBuilder>,
+    ) -> Result<ScoringOutput, ScoringError> {
+        let rules = self.rules.current();
+        let mut out = ScoringOutput::default();
+        let mut s_kind = StringBuilder::new();
+        let mut s_subject = StringBuilder::new();
+        let mut s_ts = TimestampMicrosecondBuilder::new().with_timezone("+00:00");
+        let mut s_score = Float64Builder::new();
+        let mut s_rules = StringBuilder::new();
+        for (ki, b) in builders.iter_mut().enumerate() {
+            let batch = b.finish();
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let kind = KINDS[ki];
+            let fired = rules.evaluate(kind, &batch)?;
+            if !fired.is_empty() {
+                let subjects: &StringArray = column(&batch, "subject")?;
+                let ts: &TimestampMicrosecondArray = column(&batch, "timestamp")?;
+                for row in 0..batch.num_rows() {
+                    let hits: Vec<&crate::rules::CompiledRule> = fired
+                        .iter()
+                        .filter(|(_, mask)| mask.is_valid(row) && mask.value(row))
+                        .map(|(i, _)| &rules.rules[*i])
+                        .collect();
+                    if hits.is_empty() {
+                        continue;
+                    }
+                    let score = 1.0
+                        - hits
+                            .iter()
+                            .map(|r| 1.0 - r.spec.severity.score())
+                            .product::<f64>();
+                    s_kind.append_value(kind.as_str());
+                    s_subject.append_value(subjects.value(row));
+                    s_ts.append_value(ts.value(row));
+                    s_score.append_value(score);
+                    let names: Vec<&str> = hits.iter().map(|r| r.spec.id.as_str()).collect();
+                    s_rules.append_value(names.join(","));
+                    if let Some(d) =
+                        self.policy
+                            .decide(kind, subjects.value(row), ts.value(row), &hits)
+                    {
+                        out.decisions.push(d);
+                    }
+                }
+            }
+            out.features.push(batch);
+        }
+        let scores = RecordBatch::try_new(
+            scores_schema(),
+            vec![
+                Arc::new(s_kind.finish()),
+                Arc::new(s_subject.finish()),
+                Arc::new(s_ts.finish()),
+                Arc::new(s_score.finish()),
+                Arc::new(s_rules.finish()),
+            ],
+        )?;
+        out.scores = Some(scores);
+        Ok(out)
+    }
+}
