@@ -12,6 +12,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, LazyLock};
 
 /// Where a line came from: enough to find it again and to derive a stable event id.
@@ -173,6 +174,42 @@ fn hex32(v: u128) -> [u8; 32] {
     out
 }
 
+/// `v` in decimal, in the tail of `buf`.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+}
+
+/// `a.b.c.d`, as `Ipv4Addr`'s `Display` writes it.
+fn dotted_quad(ip: Ipv4Addr, buf: &mut [u8; 15]) -> &str {
+    let mut n = 0;
+    for (k, octet) in ip.octets().into_iter().enumerate() {
+        if k > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    std::str::from_utf8(&buf[..n]).unwrap_or_default()
+}
+
 fn opt(b: &mut StringBuilder, v: Option<&str>) {
     match v {
         Some(s) => b.append_value(s),
@@ -242,12 +279,20 @@ impl EventBatchBuilder {
         self.timestamp.append_value(rec.timestamp_us);
         self.gateway.append_value(origin.gateway);
         self.format.append_value(origin.format);
-        let _ = write!(self.origin, "{}:{}", origin.stream, origin.position);
+        // `stream:position[/sub][#index]`, written without the formatting machinery.
+        let mut digits = [0u8; 20];
+        let _ = self.origin.write_str(origin.stream);
+        let _ = self.origin.write_str(":");
+        let _ = self.origin.write_str(decimal(origin.position, &mut digits));
         if origin.sub > 0 {
-            let _ = write!(self.origin, "/{}", origin.sub);
+            let _ = self.origin.write_str("/");
+            let _ = self
+                .origin
+                .write_str(decimal(origin.sub.into(), &mut digits));
         }
         if index > 0 {
-            let _ = write!(self.origin, "#{index}");
+            let _ = self.origin.write_str("#");
+            let _ = self.origin.write_str(decimal(index.into(), &mut digits));
         }
         self.origin.append_value("");
         opt(&mut self.request_id, rec.request_id.as_deref());
@@ -255,6 +300,10 @@ impl EventBatchBuilder {
         let max_route = norm.config().max_route_bytes;
         let subjects = norm.subjects(rec);
         match subjects.client_ip {
+            Some(IpAddr::V4(ip)) => {
+                let mut buf = [0u8; 15];
+                self.client_ip.append_value(dotted_quad(ip, &mut buf));
+            }
             Some(ip) => {
                 let _ = write!(self.client_ip, "{ip}");
                 self.client_ip.append_value("");
@@ -263,8 +312,20 @@ impl EventBatchBuilder {
         }
         match rec.forwarded_for.as_deref() {
             Some(xff) => {
-                for hop in xff.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-                    self.forwarded_for.values().append_value(hop);
+                let mut rest = xff;
+                loop {
+                    let (hop, next) = match memchr::memchr(b',', rest.as_bytes()) {
+                        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                        None => (rest, None),
+                    };
+                    let hop = hop.trim();
+                    if !hop.is_empty() {
+                        self.forwarded_for.values().append_value(hop);
+                    }
+                    match next {
+                        Some(n) => rest = n,
+                        None => break,
+                    }
                 }
                 self.forwarded_for.append(true);
             }
@@ -354,4 +415,28 @@ pub fn write_ndjson<W: std::io::Write>(
     let mut w = arrow::json::LineDelimitedWriter::new(out);
     w.write(batch)?;
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_formatting_matches_display() {
+        let mut buf = [0u8; 20];
+        for v in [0, 7, 10, 99, 1234, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(decimal(v, &mut buf), v.to_string());
+        }
+        let mut buf = [0u8; 15];
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.100.9",
+            "255.255.255.255",
+            "192.168.1.20",
+        ] {
+            let ip: Ipv4Addr = ip.parse().unwrap();
+            assert_eq!(dotted_quad(ip, &mut buf), ip.to_string());
+        }
+    }
 }

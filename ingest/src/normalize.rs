@@ -96,7 +96,25 @@ impl Cidr {
 /// Reads an address as gateways log it: `1.2.3.4`, `1.2.3.4:5678`, `[::1]:443`, `::1`.
 /// IPv4-mapped IPv6 addresses are read as IPv4.
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
-    let s = s.trim();
+    let s = crate::record::trim(s);
+    // IPv4, with or without a port, without trying IPv6 first (every IPv6 address has at least
+    // two colons): the same answer as the general path below, for the common case.
+    if !s.starts_with('[') {
+        let b = s.as_bytes();
+        let mut colons = b
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == b':')
+            .map(|(i, _)| i);
+        match (colons.next(), colons.next()) {
+            (None, _) => return ipv4(b).map(IpAddr::V4),
+            (Some(at), None) => {
+                s[at + 1..].parse::<u16>().ok()?;
+                return ipv4(&b[..at]).map(IpAddr::V4);
+            }
+            _ => {}
+        }
+    }
     let ip = if let Some(rest) = s.strip_prefix('[') {
         rest.split_once(']')?.0.parse().ok()?
     } else if let Ok(ip) = s.parse::<IpAddr>() {
@@ -110,6 +128,35 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     })
+}
+
+/// `a.b.c.d` as `Ipv4Addr::from_str` reads it (four decimal numbers up to 255, of at most
+/// three digits, without leading zeros, and nothing else), without its general parser.
+fn ipv4(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u32;
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            if i - start == 3 || (i > start && b[start] == b'0') {
+                return None;
+            }
+            v = v * 10 + u32::from(c - b'0');
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        *octet = u8::try_from(v).ok()?;
+    }
+    (i == b.len()).then_some(std::net::Ipv4Addr::from(octets))
 }
 
 /// The id of an API key: lowercase hex of the first 16 bytes of SHA-256(salt ‖ key). The same
@@ -181,67 +228,76 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn is_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Whether a path segment is an object id rather than part of the route's shape.
+/// Whether a path segment is an object id rather than part of the route's shape: all digits;
+/// a UUID (8-4-4-4-12 hex); 16+ hex digits (hashes, Mongo ids); anything with `@`; digits
+/// with a short extension (`12345.json`); or 20+ bytes of mostly letters and digits mixed
+/// (base64/base62 ids, ULIDs). One pass over the bytes (this runs for every segment of every
+/// path); [`tests::is_id_segment_reference`] is the same rule written plainly.
 fn is_id_segment(seg: &str) -> bool {
     let b = seg.as_bytes();
     if b.is_empty() {
         return false;
     }
-    if b.iter().all(u8::is_ascii_digit) {
-        return true;
-    }
-    // UUID 8-4-4-4-12
-    if b.len() == 36
-        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-        && is_hex(&seg.replace('-', ""))
-    {
-        return true;
-    }
-    // hashes, object ids (Mongo's 24 hex), long hex tokens
-    if b.len() >= 16 && is_hex(seg) {
-        return true;
-    }
-    if seg.contains('@') {
-        return true;
-    }
-    // numeric with a file extension, e.g. 12345.json
-    if let Some((stem, ext)) = seg.rsplit_once('.')
-        && !stem.is_empty()
-        && stem.bytes().all(|c| c.is_ascii_digit())
-        && ext.len() <= 5
-    {
-        return true;
-    }
-    // opaque tokens: long, letters and digits mixed (base64/base62 ids, ULIDs, slugs with ids)
-    if b.len() >= 20 {
-        let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
-        let alpha = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
-        if digits >= 2 && alpha >= 2 && digits + alpha + 4 >= b.len() {
-            return true;
+    let (mut digits, mut alpha) = (0usize, 0usize);
+    let (mut hex, mut hex_or_dash, mut at) = (true, true, false);
+    let mut last_dot = None;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => digits += 1,
+            b'a'..=b'f' | b'A'..=b'F' => alpha += 1,
+            b'g'..=b'z' | b'G'..=b'Z' => {
+                alpha += 1;
+                (hex, hex_or_dash) = (false, false);
+            }
+            b'-' => hex = false,
+            _ => {
+                (hex, hex_or_dash) = (false, false);
+                at |= c == b'@';
+                if c == b'.' {
+                    last_dot = Some(i);
+                }
+            }
         }
     }
-    false
+    if digits == b.len() {
+        return true;
+    }
+    let uuid = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') && hex_or_dash;
+    if uuid || (b.len() >= 16 && hex) || at {
+        return true;
+    }
+    if let Some(d) = last_dot
+        && d > 0
+        && b[..d].iter().all(u8::is_ascii_digit)
+        && b.len() - d - 1 <= 5
+    {
+        return true;
+    }
+    b.len() >= 20 && digits >= 2 && alpha >= 2 && digits + alpha + 4 >= b.len()
 }
 
 /// Appends the route of `path` (no query) to `out`: id-like segments become `{id}`, and the
 /// result is cut at `max` bytes on a character boundary.
 pub fn write_route(path: &str, max: usize, out: &mut String) {
     let start = out.len();
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
+    let mut rest = path;
+    loop {
+        // Segments are short: a plain loop beats a `memchr` call.
+        let (seg, next) = match rest.bytes().position(|c| c == b'/') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
         if is_id_segment(seg) {
             out.push_str("{id}");
         } else {
             out.push_str(seg);
         }
-        if out.len() - start > max {
-            break;
+        match next {
+            Some(n) if out.len() - start <= max => {
+                out.push('/');
+                rest = n;
+            }
+            _ => break,
         }
     }
     if out.len() - start > max {
@@ -260,26 +316,39 @@ pub fn split_target(target: &str) -> (&str, Option<&str>) {
         .strip_prefix("http://")
         .or_else(|| target.strip_prefix("https://"))
     {
-        rest.find('/').map_or("/", |i| &rest[i..])
+        memchr::memchr(b'/', rest.as_bytes()).map_or("/", |i| &rest[i..])
     } else {
         target
     };
-    match t.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    match memchr::memchr(b'?', t.as_bytes()) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
         None => (t, None),
     }
 }
 
 /// `TLSv1.3` for any of `TLSv1.3`, `1.3`, `tlsv1.3`, `TLS 1.3`.
 pub fn tls_version(v: &str) -> std::borrow::Cow<'_, str> {
-    let t = v.trim();
+    let t = crate::record::trim(v);
+    if let Some(r) = t.strip_prefix("TLSv")
+        && !r.is_empty()
+        && r.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        // Already the canonical form (what most gateways log).
+        return std::borrow::Cow::Borrowed(t);
+    }
     let digits = t
         .trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == ' ')
         .trim();
     let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let tls_or_bare =
-        (t.len() >= 3 && t[..3].eq_ignore_ascii_case("tls")) || t.as_bytes()[0].is_ascii_digit();
+    // Bytes, not `t[..3]`: a multi-byte character there must not panic.
+    let b = t.as_bytes();
+    let tls_or_bare = b.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(b"tls"))
+        || b.first().is_some_and(u8::is_ascii_digit);
     if numeric && tls_or_bare {
+        if t.strip_prefix("TLSv") == Some(digits) {
+            // Already the canonical form (what most gateways log): no copy.
+            return std::borrow::Cow::Borrowed(t);
+        }
         return std::borrow::Cow::Owned(format!("TLSv{digits}"));
     }
     std::borrow::Cow::Borrowed(t)
@@ -292,9 +361,29 @@ pub fn tls_version(v: &str) -> std::borrow::Cow<'_, str> {
 /// cannot collide with another's entry and borrow its identity.
 #[derive(Debug)]
 struct Memo<V> {
-    map: HashMap<u64, (Box<str>, V)>,
+    map: HashMap<u64, (Box<str>, V), std::hash::BuildHasherDefault<Prehashed>>,
     seed: u64,
     max: usize,
+}
+
+/// The map's keys are already seeded XXH3 hashes: used as they are (SipHash over them again
+/// would cost more than the rest of a hit).
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the keys are `u64`); fold anything else in anyway.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 impl<V> Memo<V> {
@@ -302,7 +391,7 @@ impl<V> Memo<V> {
         let seed = std::collections::hash_map::RandomState::new();
         let seed = std::hash::BuildHasher::hash_one(&seed, 0x5eed_u64);
         Self {
-            map: HashMap::new(),
+            map: HashMap::default(),
             seed,
             max,
         }
@@ -485,6 +574,168 @@ mod tests {
             .to_string()
             .contains("normalize.trusted_proxies[0]")
         );
+    }
+
+    /// `is_id_segment` as it was first written, one rule at a time: the oracle for the
+    /// single-pass version.
+    pub(super) fn is_id_segment_reference(seg: &str) -> bool {
+        let is_hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+        let b = seg.as_bytes();
+        if b.is_empty() {
+            return false;
+        }
+        if b.iter().all(u8::is_ascii_digit) {
+            return true;
+        }
+        if b.len() == 36
+            && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+            && is_hex(&seg.replace('-', ""))
+        {
+            return true;
+        }
+        if b.len() >= 16 && is_hex(seg) {
+            return true;
+        }
+        if seg.contains('@') {
+            return true;
+        }
+        if let Some((stem, ext)) = seg.rsplit_once('.')
+            && !stem.is_empty()
+            && stem.bytes().all(|c| c.is_ascii_digit())
+            && ext.len() <= 5
+        {
+            return true;
+        }
+        if b.len() >= 20 {
+            let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+            let alpha = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+            if digits >= 2 && alpha >= 2 && digits + alpha + 4 >= b.len() {
+                return true;
+            }
+        }
+        false
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn id_segments_match_the_reference(
+            seg in proptest::prop_oneof![
+                "[0-9a-fA-F.@-]{0,40}",
+                "[0-9a-zA-Z._~-]{0,40}",
+                "[0-9]{1,10}\\.[a-z]{0,7}",
+                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-fg]{4}-[0-9a-f-]{12}",
+                "\\PC{0,30}",
+            ]
+        ) {
+            proptest::prop_assert_eq!(is_id_segment(&seg), is_id_segment_reference(&seg), "{:?}", seg);
+        }
+
+        #[test]
+        fn routes_and_targets_match_the_reference(
+            path in "(/([0-9a-zA-Z._@-]{0,24}|\\PC{0,6})){0,12}(\\?[a-z=&]{0,8})?",
+            max in 16usize..64,
+        ) {
+            // the route as first written: `split('/')` and the reference segment rule
+            let mut want = String::new();
+            for (i, seg) in path.split('/').enumerate() {
+                if i > 0 {
+                    want.push('/');
+                }
+                want.push_str(if is_id_segment_reference(seg) { "{id}" } else { seg });
+                if want.len() > max {
+                    break;
+                }
+            }
+            if want.len() > max {
+                let mut cut = max;
+                while !want.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                want.truncate(cut);
+            }
+            let mut got = String::from("prefix");
+            write_route(&path, max, &mut got);
+            proptest::prop_assert_eq!(&got["prefix".len()..], want.as_str());
+            let t = format!("https://h.example{path}");
+            let split = |t: &str| -> (String, Option<String>) {
+                let t = t.strip_prefix("https://").map_or(t, |r| r.find('/').map_or("/", |i| &r[i..]));
+                match t.split_once('?') {
+                    Some((p, q)) => (p.into(), Some(q.into())),
+                    None => (t.into(), None),
+                }
+            };
+            let (p, q) = split_target(&t);
+            proptest::prop_assert_eq!((p.to_string(), q.map(String::from)), split(&t));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn ips_match_the_reference(
+            s in proptest::prop_oneof![
+                "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,4}(:[0-9]{0,6})?",
+                "\\[?[0-9a-f:.]{0,20}\\]?(:[0-9]{1,5})?",
+                " ?[0-9a-f:.\\[\\] x-]{0,24} ?",
+            ]
+        ) {
+            // the original: brackets, then any address, then address:port
+            let reference = |s: &str| -> Option<IpAddr> {
+                let s = s.trim();
+                let ip = if let Some(rest) = s.strip_prefix('[') {
+                    rest.split_once(']')?.0.parse().ok()?
+                } else if let Ok(ip) = s.parse::<IpAddr>() {
+                    ip
+                } else {
+                    let (host, port) = s.rsplit_once(':')?;
+                    port.parse::<u16>().ok()?;
+                    host.parse().ok()?
+                };
+                Some(match ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                    v4 => v4,
+                })
+            };
+            proptest::prop_assert_eq!(parse_ip(&s), reference(&s), "{:?}", s);
+        }
+
+        #[test]
+        fn ipv4_matches_std(s in "[0-9.]{0,18}|(0|1|25|255|256|00|01|099|1000)(\\.(0|1|25|255|256|00|01|099|1000)){0,4}") {
+            proptest::prop_assert_eq!(ipv4(s.as_bytes()), s.parse::<std::net::Ipv4Addr>().ok(), "{:?}", s);
+        }
+
+        #[test]
+        fn tls_versions_match_the_reference(
+            s in "[ a-zA-Z0-9.]{1,12}| ?(TLSv|TLS|tlsv|TLS |SSLv)?[0-9.]{0,4}[a-z ]?"
+        ) {
+            let reference = |v: &str| -> String {
+                let t = v.trim();
+                let digits = t
+                    .trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == ' ')
+                    .trim();
+                let numeric =
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                let tls_or_bare = (t.len() >= 3 && t[..3].eq_ignore_ascii_case("tls"))
+                    || t.as_bytes().first().is_some_and(u8::is_ascii_digit);
+                if numeric && tls_or_bare {
+                    return format!("TLSv{digits}");
+                }
+                t.to_string()
+            };
+            proptest::prop_assert_eq!(tls_version(&s).into_owned(), reference(&s));
+        }
+    }
+
+    #[test]
+    fn tls_version_does_not_panic_on_odd_input() {
+        assert_eq!(tls_version(""), "");
+        assert_eq!(tls_version("éé"), "éé");
+        assert_eq!(tls_version("TLSv1.3"), "TLSv1.3");
+        assert!(matches!(
+            tls_version("TLSv1.3"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

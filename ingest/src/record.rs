@@ -45,12 +45,27 @@ pub struct AccessRecord<'a> {
     pub upstream: Text<'a>,
 }
 
-/// `None` for the placeholders gateways write for "no value".
+/// `None` for the placeholders gateways write for "no value"; otherwise `s` without leading
+/// and trailing whitespace.
+#[inline]
 pub fn present(s: &str) -> Option<&str> {
-    let s = s.trim();
-    match s {
-        "" | "-" | "null" | "nil" | "none" => None,
+    let s = trim(s);
+    match s.len() {
+        0 => None,
+        1..=4 if matches!(s, "-" | "null" | "nil" | "none") => None,
         _ => Some(s),
+    }
+}
+
+/// `s.trim()`, without walking the string char by char when both end bytes are printable
+/// ASCII (never whitespace): the usual case, for every field of every line.
+#[inline]
+pub fn trim(s: &str) -> &str {
+    let printable = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x80);
+    if printable(s.as_bytes().first()) && printable(s.as_bytes().last()) {
+        s
+    } else {
+        s.trim()
     }
 }
 
