@@ -64,10 +64,12 @@
 //! Envoy appends the client to `X-Forwarded-For` itself; list the gateways' addresses in
 //! `trusted_proxies`.
 
+use crate::config::FailPolicy;
 use crate::enforcement::{Enforcement, Enforcer, Outcome, RequestView};
 use crate::response::{ProxyBody, error_response, problem};
 use crate::server::{ConnInfo, Handler, Readiness, ServerOptions, serve};
 use crate::subjects::{canonical_ip, joined, parse_ip};
+use crate::table::Verdict;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -209,7 +211,22 @@ pub fn check<E: Enforcer>(
         headers,
     };
     let mut ctx = E::Ctx::default();
-    let verdict = enf.enforcer().decide(&view, &subjects, &mut ctx);
+    let orig_path = orig.uri.split('?').next().unwrap_or("/");
+    let verdict = match enf.stale_policy(orig_path) {
+        Some(FailPolicy::FailClosed) => {
+            // NGINX turns any status but 401/403 into 500; the others pass 503 through
+            return if orig.style == CallerStyle::Nginx {
+                let mut r = crate::proxy::stale_response(&rid);
+                *r.status_mut() = StatusCode::FORBIDDEN;
+                r
+            } else {
+                crate::proxy::stale_response(&rid)
+            };
+        }
+        Some(FailPolicy::FailOpen) => Verdict::allow(),
+        _ => enf.enforcer().decide(&view, &subjects, &mut ctx),
+    };
+    enf.metrics().record_check(verdict.action);
     let outcome = if orig.style == CallerStyle::Nginx {
         // NGINX cannot pass a redirect through auth_request: no IdP redirect for it
         let no_browser = RequestView {
@@ -265,9 +282,12 @@ impl<E: Enforcer> AuthzServer<E> {
         self.inner.readiness.clone()
     }
 
-    /// Serves on `listener` until `shutdown`, then drains like the proxy.
+    /// Serves on `listener` until `shutdown`, then drains like the proxy. Always cleartext
+    /// (`tls_cert_path` is the proxy listener's): the endpoint sits next to the gateway that
+    /// calls it, on loopback or a private network.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
-        let opts = ServerOptions::from_settings(self.inner.enf.settings());
+        let mut opts = ServerOptions::from_settings(self.inner.enf.settings());
+        opts.tls = None;
         let readiness = self.inner.readiness.clone();
         serve(listener, opts, readiness, shutdown, self.inner).await;
     }

@@ -8,7 +8,10 @@
 //!    limit.
 //! 2. **subjects**: client IP, verified JWT (an invalid token ends here with 401), session,
 //!    API key ([`SubjectExtractor`]).
-//! 3. **decide**: [`Enforcer::decide`], the one required method, returns a [`Verdict`].
+//! 3. **decide**: when the decision feed is stale, the route's fail policy first
+//!    ([`Enforcement::stale_policy`]: `fail_closed` answers 503, `fail_open` forwards without
+//!    looking decisions up, `keep_last_known` goes on); then [`Enforcer::decide`], the one
+//!    required method, returns a [`Verdict`].
 //! 4. **apply**: `block` → 403, `throttle` → the subject's token bucket (429 when empty),
 //!    `step_up` → 401 challenge or 302 to the identity provider; `monitor`/`allow` go on.
 //! 5. **upstream request**: hop-by-hop headers removed, forwarding and trust headers added,
@@ -19,11 +22,13 @@
 //!
 //! Forward-auth runs phases 2 to 4 and answers 200 with trust headers instead of forwarding.
 
-use crate::config::ProxySettings;
+use crate::config::{FailPolicy, ProxySettings};
 use crate::decision::Action;
 use crate::error::EnforceError;
 use crate::events::{AccessEvent, EventSink};
+use crate::feed::FeedStatus;
 use crate::jwt::JwtVerifier;
+use crate::metrics::{ProxyMetrics, RenderMetrics};
 use crate::response::problem;
 use crate::subjects::{RequestSubjects, SubjectExtractor};
 use crate::table::{DecisionTable, Verdict};
@@ -55,8 +60,9 @@ pub trait Enforcer: Send + Sync + 'static {
     /// Per-request state, created when the request arrives and dropped after logging.
     type Ctx: Default + Send + 'static;
 
-    /// Phase 3: the verdict for a request with these subjects. Never fails: a lookup that
-    /// cannot be made should return the configured fail policy's verdict.
+    /// Phase 3: the verdict for a request with these subjects. Never fails. Not called while
+    /// a stale feed's fail policy is `fail_open` or `fail_closed` for the request's route
+    /// (the proxy answers for it); under `keep_last_known` it reads what it holds.
     fn decide(
         &self,
         req: &RequestView<'_>,
@@ -120,6 +126,8 @@ pub struct Enforcement<E: Enforcer> {
     enforcer: E,
     throttle: Throttle,
     events: Option<EventSink>,
+    feed: Option<Arc<FeedStatus>>,
+    metrics: ProxyMetrics,
 }
 
 impl<E: Enforcer> std::fmt::Debug for Enforcement<E> {
@@ -133,11 +141,23 @@ impl<E: Enforcer> std::fmt::Debug for Enforcement<E> {
 }
 
 impl<E: Enforcer> Enforcement<E> {
-    /// Builds the shared state; loads the JWKS when JWT verification is configured.
+    /// Builds the shared state; loads the JWKS when JWT verification is configured. No
+    /// decision feed is watched: the decisions are always fresh (in process).
     pub async fn new(
         settings: ProxySettings,
         enforcer: E,
         events: Option<EventSink>,
+    ) -> Result<Arc<Self>, EnforceError> {
+        Self::with_feed(settings, enforcer, events, None).await
+    }
+
+    /// [`new`](Self::new), watching `feed`: while it is stale, each route's fail policy
+    /// applies.
+    pub async fn with_feed(
+        settings: ProxySettings,
+        enforcer: E,
+        events: Option<EventSink>,
+        feed: Option<Arc<FeedStatus>>,
     ) -> Result<Arc<Self>, EnforceError> {
         let jwt = match &settings.jwt {
             Some(j) => Some(JwtVerifier::new(j.clone()).await?),
@@ -150,6 +170,8 @@ impl<E: Enforcer> Enforcement<E> {
             enforcer,
             throttle: Throttle::new(),
             events,
+            feed,
+            metrics: ProxyMetrics::default(),
         }))
     }
 
@@ -167,6 +189,32 @@ impl<E: Enforcer> Enforcement<E> {
 
     pub fn events(&self) -> Option<&EventSink> {
         self.events.as_ref()
+    }
+
+    /// The decision feed watched for staleness, if any.
+    pub fn feed(&self) -> Option<&Arc<FeedStatus>> {
+        self.feed.as_ref()
+    }
+
+    pub fn metrics(&self) -> &ProxyMetrics {
+        &self.metrics
+    }
+
+    /// The fail policy to apply to a request for `path` instead of looking decisions up:
+    /// `Some(FailOpen | FailClosed)` only while the feed is stale and the route's policy is
+    /// not `keep_last_known` (counted in the metrics).
+    pub fn stale_policy(&self, path: &str) -> Option<FailPolicy> {
+        let feed = self.feed.as_ref()?;
+        if !feed.is_stale() {
+            return None;
+        }
+        match self.settings.fail_policy_for(path) {
+            FailPolicy::KeepLastKnown => None,
+            p => {
+                self.metrics.record_fail_policy(p);
+                Some(p)
+            }
+        }
     }
 
     /// Background upkeep until `shutdown`: sweeps idle throttle buckets and lapsed cached
@@ -297,9 +345,33 @@ impl<E: Enforcer> Enforcement<E> {
     }
 
     pub(crate) fn emit(&self, event: AccessEvent, ctx: &mut E::Ctx) {
+        self.metrics.record_request(
+            event.action,
+            event.status,
+            Duration::from_micros(event.latency_us),
+            event.upstream_latency_us.map(Duration::from_micros),
+        );
         self.enforcer.logging(&event, ctx);
         if let Some(sink) = &self.events {
             sink.emit(event);
+        }
+    }
+}
+
+impl<E: Enforcer> RenderMetrics for Enforcement<E> {
+    fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        self.metrics.render(out);
+        let (sent, dropped) = self
+            .events
+            .as_ref()
+            .map_or((0, 0), |e| (e.sent(), e.dropped()));
+        let _ = writeln!(
+            out,
+            "# HELP vigil_proxy_access_events_total Access events queued for ingest.\n# TYPE vigil_proxy_access_events_total counter\nvigil_proxy_access_events_total {sent}\n# HELP vigil_proxy_access_events_dropped_total Access events dropped because the queue was full or closed.\n# TYPE vigil_proxy_access_events_dropped_total counter\nvigil_proxy_access_events_dropped_total {dropped}"
+        );
+        if let Some(f) = &self.feed {
+            f.render_metrics(out);
         }
     }
 }

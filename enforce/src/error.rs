@@ -50,6 +50,12 @@ pub enum EnforceError {
     /// The JWKS could not be read or fetched.
     #[error("JWKS: {0}")]
     Jwks(String),
+    /// The decision feed is stale and the route's fail policy is `fail_closed`.
+    #[error("the decision feed is stale (fail_closed)")]
+    FeedStale,
+    /// The decision feed could not be set up (Kafka client, HTTP feed URL).
+    #[error("decision feed: {0}")]
+    Feed(String),
     /// Socket-level failure of this process (bind, accept).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -76,7 +82,8 @@ impl EnforceError {
             Self::UpstreamConnect(_) | Self::UpstreamTimeout(_) | Self::Upstream(_) => {
                 Side::Upstream
             }
-            Self::Jwks(_) | Self::Io(_) => Side::Internal,
+            Self::FeedStale => Side::Internal,
+            Self::Jwks(_) | Self::Feed(_) | Self::Io(_) => Side::Internal,
         }
     }
 
@@ -84,7 +91,14 @@ impl EnforceError {
     /// safe to retry (nothing was sent); a timeout or a broken upstream connection is not (the
     /// upstream may have acted on the request).
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::UpstreamConnect(_) | Self::Jwks(_) | Self::Io(_))
+        matches!(
+            self,
+            Self::UpstreamConnect(_)
+                | Self::Jwks(_)
+                | Self::Feed(_)
+                | Self::Io(_)
+                | Self::FeedStale
+        )
     }
 
     /// The HTTP status a client sees for this error.
@@ -95,9 +109,12 @@ impl EnforceError {
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UpstreamConnect(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Config { .. } | Self::InvalidDecision(_) | Self::Jwks(_) | Self::Io(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::FeedStale => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Config { .. }
+            | Self::InvalidDecision(_)
+            | Self::Jwks(_)
+            | Self::Feed(_)
+            | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -110,9 +127,12 @@ impl EnforceError {
             Self::BadRequest(_) => "bad-request",
             Self::UpstreamConnect(_) | Self::Upstream(_) => "bad-gateway",
             Self::UpstreamTimeout(_) => "gateway-timeout",
-            Self::Config { .. } | Self::InvalidDecision(_) | Self::Jwks(_) | Self::Io(_) => {
-                "internal"
-            }
+            Self::FeedStale => "decisions-unavailable",
+            Self::Config { .. }
+            | Self::InvalidDecision(_)
+            | Self::Jwks(_)
+            | Self::Feed(_)
+            | Self::Io(_) => "internal",
         }
     }
 
@@ -125,7 +145,12 @@ impl EnforceError {
                 Self::UpstreamTimeout(_) => "the upstream service did not respond in time".into(),
                 _ => "the upstream service is unavailable".into(),
             },
-            Side::Internal => "internal error".into(),
+            Side::Internal => match self {
+                Self::FeedStale => {
+                    "trust decisions are temporarily unavailable; retry later".into()
+                }
+                _ => "internal error".into(),
+            },
         }
     }
 }

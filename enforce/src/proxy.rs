@@ -3,6 +3,7 @@
 //! connections, with the response streamed back. The phase order is in
 //! [`crate::enforcement`]; serving and shutdown in [`crate::server`].
 
+use crate::config::FailPolicy;
 use crate::decision::{Action, UnixMicros};
 use crate::enforcement::{Enforcement, Enforcer, Outcome, RequestView};
 use crate::error::EnforceError;
@@ -11,6 +12,7 @@ use crate::framing::Framing;
 use crate::response::{BoxError, ProxyBody, error_response};
 use crate::server::{ConnInfo, Handler, Readiness, ServerOptions, serve};
 use crate::subjects::{RequestSubjects, canonical_ip, joined};
+use crate::table::Verdict;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -87,6 +89,12 @@ impl<E: Enforcer> std::fmt::Debug for Proxy<E> {
 
 impl<E: Enforcer> Proxy<E> {
     pub fn new(enf: Arc<Enforcement<E>>) -> Self {
+        Self::with_readiness(enf, Readiness::new(false))
+    }
+
+    /// A proxy that reports into `readiness` (shared by the proxies of one enforcement point
+    /// that serve on several event loops).
+    pub fn with_readiness(enf: Arc<Enforcement<E>>, readiness: Readiness) -> Self {
         let s = enf.settings();
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(s.upstream_connect_timeout));
@@ -109,7 +117,7 @@ impl<E: Enforcer> Proxy<E> {
                 client,
                 upstream_scheme,
                 upstream_authority,
-                readiness: Readiness::new(false),
+                readiness,
             }),
         }
     }
@@ -296,7 +304,13 @@ impl<E: Enforcer> Inner<E> {
             host: host_of(&parts),
             headers: &parts.headers,
         };
-        let verdict = enf.enforcer().decide(&view, &subjects, &mut ctx);
+        let verdict = match enf.stale_policy(parts.uri.path()) {
+            Some(FailPolicy::FailClosed) => {
+                return self.local(stale_response(&rid), draft, ctx);
+            }
+            Some(FailPolicy::FailOpen) => Verdict::allow(),
+            _ => enf.enforcer().decide(&view, &subjects, &mut ctx),
+        };
         draft.event.action = verdict.action;
         draft.event.decision_id = verdict.decision.as_ref().map(|d| d.id.clone());
 
@@ -327,7 +341,13 @@ impl<E: Enforcer> Inner<E> {
                 parts.headers.insert(HOST, v);
             }
         }
-        add_forwarding(&mut parts.headers, peer, trusted_peer, host.as_deref());
+        add_forwarding(
+            &mut parts.headers,
+            peer,
+            trusted_peer,
+            host.as_deref(),
+            conn.tls,
+        );
         if let Ok(v) = HeaderValue::from_str(&rid) {
             parts.headers.insert(settings.request_id_header.clone(), v);
         }
@@ -438,6 +458,14 @@ impl<E: Enforcer> Inner<E> {
     }
 }
 
+/// 503 for a stale feed under `fail_closed`; clients may retry shortly.
+pub(crate) fn stale_response(request_id: &str) -> Response<Full<Bytes>> {
+    let mut r = error_response(&EnforceError::FeedStale, request_id);
+    r.headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
 fn elapsed_us(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
@@ -449,6 +477,7 @@ pub(crate) fn add_forwarding(
     peer: IpAddr,
     trusted_peer: bool,
     host: Option<&str>,
+    tls: bool,
 ) {
     let prior_xff = trusted_peer.then(|| joined(headers, &XFF, ", ")).flatten();
     let xff = match prior_xff {
@@ -459,7 +488,8 @@ pub(crate) fn add_forwarding(
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
     };
-    let mut element = format!("for={node};proto=http");
+    let proto = if tls { "https" } else { "http" };
+    let mut element = format!("for={node};proto={proto}");
     if let Some(h) = host
         && h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
@@ -593,6 +623,7 @@ mod tests {
             "198.51.100.1".parse().unwrap(),
             false,
             Some("api.example"),
+            false,
         );
         assert_eq!(h["x-forwarded-for"], "198.51.100.1");
         assert_eq!(
@@ -601,8 +632,8 @@ mod tests {
         );
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
-        add_forwarding(&mut h, "2001:db8::1".parse().unwrap(), true, None);
+        add_forwarding(&mut h, "2001:db8::1".parse().unwrap(), true, None, true);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 2001:db8::1");
-        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=https");
     }
 }

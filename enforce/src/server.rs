@@ -1,6 +1,7 @@
-//! Serving connections: HTTP/1.1 and HTTP/2 (h2c, by prior knowledge) on one listener via
-//! hyper-util's `auto` builder, with the header-read timeout, head size and count limits, the
-//! smuggling guard, and graceful shutdown.
+//! Serving connections: HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or TLS with ALPN when a
+//! certificate is configured, see [`crate::tls`]) on one listener via hyper-util's `auto`
+//! builder, with the header-read timeout, head size and count limits, the smuggling guard, and
+//! graceful shutdown.
 //!
 //! Shutdown, once `shutdown` is cancelled:
 //! 1. readiness turns false (and stays so for `shutdown_readiness_delay_ms`, still serving,
@@ -20,11 +21,15 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +54,8 @@ impl Readiness {
 #[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The connection is TLS.
+    pub tls: bool,
     pub(crate) framing: Arc<FramingLog>,
     seen_request: AtomicBool,
 }
@@ -68,7 +75,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static;
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ServerOptions {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
@@ -76,6 +83,7 @@ pub(crate) struct ServerOptions {
     pub http2_max_concurrent_streams: u32,
     pub readiness_delay: Duration,
     pub drain_timeout: Duration,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl ServerOptions {
@@ -87,6 +95,7 @@ impl ServerOptions {
             http2_max_concurrent_streams: s.http2_max_concurrent_streams,
             readiness_delay: s.shutdown_readiness_delay,
             drain_timeout: s.shutdown_drain_timeout,
+            tls: s.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         }
     }
 }
@@ -134,14 +143,10 @@ pub(crate) async fn serve<H: Handler>(
                     let _ = stream.set_nodelay(true);
                     let info = Arc::new(ConnInfo {
                         peer,
+                        tls: opts.tls.is_some(),
                         framing: Arc::default(),
                         seen_request: AtomicBool::new(false),
                     });
-                    let io = TokioIo::new(FramingGuard::new(
-                        stream,
-                        opts.max_header_bytes,
-                        info.framing.clone(),
-                    ));
                     let h = handler.clone();
                     let svc_info = info.clone();
                     let svc = hyper::service::service_fn(move |req| {
@@ -149,9 +154,41 @@ pub(crate) async fn serve<H: Handler>(
                         let info = svc_info.clone();
                         async move { Ok::<_, Infallible>(h.handle(req, info).await) }
                     });
-                    let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    let tls = opts.tls.clone();
+                    let max_head = opts.max_header_bytes;
                     let first_request_deadline = opts.header_read_timeout;
                     conns.spawn(async move {
+                        let started = tokio::time::Instant::now();
+                        let stream = match tls {
+                            None => ClientStream::Plain(stream),
+                            Some(acceptor) => {
+                                // the handshake counts against the header-read timeout
+                                match tokio::time::timeout(
+                                    first_request_deadline,
+                                    acceptor.accept(stream),
+                                )
+                                .await
+                                {
+                                    Ok(Ok(s)) => ClientStream::Tls(Box::new(s)),
+                                    Ok(Err(error)) => {
+                                        tracing::debug!(%error, %peer, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                }
+                            }
+                        };
+                        let io = TokioIo::new(FramingGuard::new(
+                            stream,
+                            max_head,
+                            info.framing.clone(),
+                        ));
+                        let conn = watcher.watch(builder.serve_connection(io, svc).into_owned());
                         tokio::pin!(conn);
                         // hyper's header-read timeout starts once it knows the protocol; a
                         // client that sends (almost) nothing is cut here.
@@ -162,7 +199,7 @@ pub(crate) async fn serve<H: Handler>(
                                 }
                                 return;
                             }
-                            _ = tokio::time::sleep(first_request_deadline) => {}
+                            _ = tokio::time::sleep_until(started + first_request_deadline) => {}
                         }
                         if !info.seen_request.load(Ordering::Relaxed) {
                             tracing::debug!(%peer, "no request within the header-read timeout");
@@ -194,4 +231,64 @@ pub(crate) async fn serve<H: Handler>(
         );
     }
     conns.shutdown().await;
+}
+
+/// A client connection, cleartext or TLS.
+pub(crate) enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
 }

@@ -3,6 +3,11 @@
 //! baseline for every format at the end.
 //!
 //! `cargo bench -p vigil-ingest --bench parse` (add `-- --quick` for a short run).
+//!
+//! With `VIGIL_BENCH_FORMAT=<format>` set, the binary instead parses that format's lines once
+//! (`VIGIL_BENCH_PASSES` times) and exits: a fixed amount of work for profilers and instruction
+//! counters, e.g. `valgrind --tool=callgrind
+//! --toggle-collect=vigil_ingest::pipeline::Parser::parse_chunk <bench binary>`.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
@@ -120,106 +125,35 @@ fn report() {
     }
 }
 
-fn main() {
-    if let (Some(n), Some(f)) = (
-        std::env::var_os("VIGIL_ITERS"),
-        std::env::var_os("VIGIL_FMT"),
-    ) {
-        let n: u32 = n.to_str().unwrap().parse().unwrap();
-        let name: FormatName = f.to_str().unwrap().parse().unwrap();
-        let data = sample(name.as_str().parse().unwrap());
-        let chunk = chunk_of(&data);
-        let mut parser = Parser::new(
-            "bench",
-            name,
-            FormatOptions::default(),
-            Normalizer::new(NormalizeConfig::default()).unwrap(),
-            Arc::new(IngestStats::default()),
-        )
-        .unwrap();
-        if std::env::var_os("VIGIL_PROJECT").is_some() {
-            let m = serde_json::to_value(vigil_ingest::formats::JsonMapping::preset(name)).unwrap();
-            let paths: Vec<String> = m
-                .as_object()
-                .unwrap()
-                .values()
-                .filter_map(|v| v.as_array())
-                .flatten()
-                .map(|p| p.as_str().unwrap().to_string())
-                .collect();
-            let paths = if std::env::var_os("VIGIL_NOPATHS").is_some() {
-                vec!["zzz".to_string()]
-            } else {
-                paths
-            };
-            let (p, _) = vigil_ingest::json::Projection::new(&paths);
-            let lines: Vec<&str> = chunk
-                .lines
-                .iter()
-                .map(|s| std::str::from_utf8(&chunk.data[s.start..s.end]).unwrap())
-                .collect();
-            let mut out = vec![vigil_ingest::json::Value::Absent; p.slots()];
-            let mut text = String::new();
-            let mut sc = Vec::new();
-            let modes: Vec<String> = std::env::var("VIGIL_MODES")
-                .map(|m| m.split(',').map(String::from).collect())
-                .unwrap_or_else(|_| {
-                    vec![
-                        "project".into(),
-                        "extract".into(),
-                        "scan".into(),
-                        "parse".into(),
-                    ]
-                });
-            let mut best = std::collections::BTreeMap::new();
-            let format = name.build(&FormatOptions::default()).unwrap();
-            for _ in 0..7 {
-                for mode in modes.iter().map(String::as_str) {
-                    let t = std::time::Instant::now();
-                    for _ in 0..n {
-                        for l in &lines {
-                            if mode.starts_with("parse") {
-                                format.parse(l, &mut |r| {
-                                    std::hint::black_box(r.is_ok());
-                                });
-                            } else if mode == "scan" {
-                                std::hint::black_box(
-                                    memchr::memchr_iter(b'"', l.as_bytes()).count(),
-                                );
-                            } else if mode.starts_with("project") {
-                                p.project(l, &mut out, &mut text).unwrap();
-                            } else {
-                                p.extract(l, &mut sc).unwrap();
-                            }
-                        }
-                    }
-                    let ns = t.elapsed().as_nanos() as f64 / (n as f64 * lines.len() as f64);
-                    let e = best.entry(mode).or_insert(f64::MAX);
-                    *e = ns.min(*e);
-                }
-            }
-            eprintln!("{best:.0?}");
-            return;
-        }
-        let t = std::time::Instant::now();
-        let mut rows = 0;
-        for _ in 0..n {
-            let mut builder = EventBatchBuilder::with_capacity(8192);
-            let mut dead = Vec::new();
-            parser.parse_chunk(&chunk, &mut builder, &mut dead);
-            rows += builder.finish().num_rows();
-        }
-        eprintln!("rows {rows} secs {:.3}", t.elapsed().as_secs_f64());
-        return;
+/// The fixed-work mode (see the module docs): `VIGIL_BENCH_FORMAT` lines, parsed
+/// `VIGIL_BENCH_PASSES` times (default 1), as each criterion iteration parses them.
+fn passes(format: &str) {
+    let name: FormatName = format.parse().expect("VIGIL_BENCH_FORMAT: a format name");
+    let sim: SimFormat = format
+        .parse()
+        .expect("VIGIL_BENCH_FORMAT: a format the simulator writes");
+    let passes: u32 = std::env::var("VIGIL_BENCH_PASSES")
+        .map_or(1, |n| n.parse().expect("VIGIL_BENCH_PASSES: a number"));
+    let chunk = chunk_of(&sample(sim));
+    let mut parser = Parser::new(
+        "bench",
+        name,
+        FormatOptions::default(),
+        Normalizer::new(NormalizeConfig::default()).expect("default normalize config"),
+        Arc::new(IngestStats::default()),
+    )
+    .expect("format builds");
+    for _ in 0..passes {
+        let mut builder = EventBatchBuilder::with_capacity(8192);
+        let mut dead = Vec::new();
+        parser.parse_chunk(&chunk, &mut builder, &mut dead);
+        builder.finish();
     }
-    if std::env::var_os("VIGIL_DUMP").is_some() {
-        for (_, sim) in formats() {
-            let d = sample(sim);
-            let t = String::from_utf8_lossy(&d);
-            for l in t.lines().take(3) {
-                println!("{l}");
-            }
-        }
+}
+
+fn main() {
+    if let Ok(format) = std::env::var("VIGIL_BENCH_FORMAT") {
+        passes(&format);
         return;
     }
     let mut c = Criterion::default().configure_from_args();

@@ -391,3 +391,128 @@ pub const EC_PRIVATE: &str = include_str!("../keys/ec_private.pem");
 pub fn key_path(name: &str) -> String {
     format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
 }
+
+pub mod kafka;
+
+/// An enforcement point started the way the binary starts one ([`vigil_enforce::service`]),
+/// with its own table, listening on free 127.0.0.1 ports (proxy and admin).
+pub struct Point {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub table: Arc<DecisionTable>,
+    pub running: vigil_enforce::RunningPoint,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Point {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.running.tasks.abort_all();
+    }
+}
+
+/// Logs to the test's output when `VIGIL_LOG` is set (e.g. `VIGIL_LOG=debug`).
+pub fn init_log() {
+    if let Ok(f) = std::env::var("VIGIL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(f))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+impl Point {
+    pub async fn start(cfg: ProxyConfig) -> Point {
+        Self::start_with_events(cfg, None).await
+    }
+
+    pub async fn start_with_events(
+        mut cfg: ProxyConfig,
+        events: Option<vigil_enforce::EventSink>,
+    ) -> Point {
+        init_log();
+        cfg.listen = "127.0.0.1:0".into();
+        cfg.admin_listen = Some("127.0.0.1:0".into());
+        let settings = cfg.build().expect("valid config");
+        let table = Arc::new(DecisionTable::new());
+        let shutdown = CancellationToken::new();
+        let running =
+            vigil_enforce::service::start(settings, table.clone(), &[], events, shutdown.clone())
+                .await
+                .expect("enforcement point starts");
+        for _ in 0..100 {
+            if running.readiness.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Point {
+            addr: running.addr,
+            admin: running.admin_addr.expect("admin listener"),
+            table,
+            running,
+            shutdown,
+        }
+    }
+
+    /// Waits (at most `secs`) for the decision feed to be warm.
+    pub async fn wait_warm(&self, secs: u64) {
+        let feed = self.running.feed.clone().expect("a feed");
+        let start = std::time::Instant::now();
+        while !feed.is_warm() {
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "timed out after {secs}s waiting for the decision feed to be warm: {:?}, {} decisions held",
+                feed.counts(),
+                self.table.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The admin listener's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        let r = send_h1(self.admin, get("/metrics", &[])).await;
+        assert_eq!(r.status, StatusCode::OK);
+        String::from_utf8(r.body.to_vec()).unwrap()
+    }
+
+    /// The status of `GET path` through the proxy with `headers`.
+    pub async fn status(&self, path: &str, headers: &[(&str, &str)]) -> StatusCode {
+        send_h1(self.addr, get(path, headers)).await.status
+    }
+}
+
+/// Polls `f` every 20 ms until true; panics after `secs`.
+pub async fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the status of `GET path` until it is `want`; panics after `secs`.
+pub async fn wait_status(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    want: StatusCode,
+    secs: u64,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        let got = send_h1(addr, get(path, headers)).await.status;
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{path} still answers {got} after {secs}s, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -11,7 +11,10 @@ use crate::error::{IngestError, ParseError, ParseErrorKind};
 use crate::json::CowStr;
 use crate::record::{AccessRecord, present_cow};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 pub struct Otlp;
 
@@ -70,13 +73,117 @@ struct KeyValue<'a> {
 }
 
 /// OTLP/JSON writes 64-bit integers as strings; accept numbers too.
-#[derive(Deserialize)]
-#[serde(untagged)]
+///
+/// Read as `#[serde(untagged)]` would read `Int(i64) | Float(f64) | Str(CowStr)`, with the
+/// same result and the same error for anything else, but without buffering the value and
+/// building an error message for each variant that does not match (the quoted integers OTLP
+/// is made of fail two variants each). `tests::UntaggedNum` is the derived original.
 enum Num<'a> {
     Int(i64),
     Float(f64),
-    #[serde(borrow)]
     Str(CowStr<'a>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Num<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The error is raised here, after the value, as the derived code raises it (which
+        // makes serde_json place it where it placed the original's).
+        d.deserialize_any(NumVisitor(PhantomData))?
+            .ok_or_else(|| de::Error::custom("data did not match any variant of untagged enum Num"))
+    }
+}
+
+struct NumVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for NumVisitor<'a> {
+    /// `None`: no variant matches.
+    type Value = Option<Num<'a>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number or a string")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Num::Int(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        // beyond i64, `Int` fails and `Float` takes it
+        Ok(Some(
+            i64::try_from(v).map_or(Num::Float(v as f64), Num::Int),
+        ))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(Num::Float(v)))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Num::Str(CowStr(Cow::Borrowed(v)))))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Num::Str(CowStr(Cow::Owned(v.to_owned())))))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Num::Str(CowStr(Cow::Owned(v)))))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_key_seed(Content)?.is_some() {
+            map.next_value_seed(Content)?;
+        }
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element_seed(Content)?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// Reads any value as serde's buffered `Content` does (everything through `deserialize_any`,
+/// so numbers are range-checked and strings unescaped), keeping nothing.
+struct Content;
+
+impl<'de> DeserializeSeed<'de> for Content {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(Content)
+    }
+}
+
+impl<'de> Visitor<'de> for Content {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Content)?.is_some() {
+            map.next_value_seed(Content)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Content)?.is_some() {}
+        Ok(())
+    }
 }
 
 impl Num<'_> {
@@ -261,6 +368,107 @@ impl LogFormat for Otlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The original, derived `Num` (same name, so the same error message).
+    mod reference {
+        use super::super::CowStr;
+        use serde::Deserialize;
+
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        pub enum Num<'a> {
+            Int(i64),
+            Float(f64),
+            #[serde(borrow)]
+            Str(CowStr<'a>),
+        }
+    }
+    use reference::Num as UntaggedNum;
+
+    #[derive(Deserialize)]
+    struct Holder<N> {
+        #[serde(default)]
+        #[allow(dead_code)]
+        a: Option<serde_json::Value>,
+        n: Option<N>,
+    }
+
+    fn show(n: &Num<'_>) -> String {
+        match n {
+            Num::Int(v) => format!("int {v}"),
+            Num::Float(v) => format!("float {:?}", v.to_bits()),
+            Num::Str(s) => format!("str {:?} {}", s.0, matches!(s.0, Cow::Borrowed(_))),
+        }
+    }
+
+    fn show_untagged(n: &UntaggedNum<'_>) -> String {
+        match n {
+            UntaggedNum::Int(v) => format!("int {v}"),
+            UntaggedNum::Float(v) => format!("float {:?}", v.to_bits()),
+            UntaggedNum::Str(s) => format!("str {:?} {}", s.0, matches!(s.0, Cow::Borrowed(_))),
+        }
+    }
+
+    /// Same values (and borrowing) and same errors, positions included, as the derived enum.
+    fn same_as_untagged(doc: &str) {
+        let new = serde_json::from_str::<Holder<Num<'_>>>(doc)
+            .map(|h| h.n.as_ref().map(show))
+            .map_err(|e| e.to_string());
+        let old = serde_json::from_str::<Holder<UntaggedNum<'_>>>(doc)
+            .map(|h| h.n.as_ref().map(show_untagged))
+            .map_err(|e| e.to_string());
+        assert_eq!(new, old, "{doc}");
+    }
+
+    #[test]
+    fn num_reads_as_the_untagged_enum() {
+        let values = [
+            "0",
+            "-1",
+            "200",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1.5",
+            "-0",
+            "1e3",
+            "1e400",
+            "\"200\"",
+            "\"\"",
+            "\"a\\\"b\"",
+            "\"\\u00e9\"",
+            "\"\\ud800\"",
+            "true",
+            "false",
+            "null",
+            "{}",
+            "[]",
+            "{\"a\":1}",
+            "[1,\"x\",{\"b\":[2]}]",
+            "{\"a\":1e400}",
+            "[1e400]",
+            "{\"a\":\"\\ud800\"}",
+            "{\"a\":}",
+            "[1,]",
+            "tru",
+            "\"unterminated",
+            "01",
+        ];
+        for v in values {
+            for doc in [
+                format!("{{\"n\":{v}}}"),
+                format!("{{\"n\": {v} }}"),
+                format!("{{\"n\":{v},\"a\":1}}"),
+                format!("{{\"a\":[1],\n\"n\":{v}\n}}"),
+            ] {
+                same_as_untagged(&doc);
+            }
+        }
+        let deep = format!("{{\"n\":{}1{}}}", "[".repeat(130), "]".repeat(130));
+        same_as_untagged(&deep);
+    }
 
     #[test]
     fn attributes_and_body_lines() {

@@ -1,0 +1,170 @@
+//! TLS on the proxy listener: a self-signed certificate made at test time (rcgen), HTTP/2 and
+//! HTTP/1.1 clients over TLS choosing by ALPN, decisions applied as over cleartext.
+
+mod support;
+
+use hyper::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use vigil_enforce::{Action, Decision, ProxyConfig, Subject, SubjectKind};
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("test took too long")
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.
+fn self_signed(dir: &std::path::Path) -> (String, String, CertificateDer<'static>) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (
+        cert.display().to_string(),
+        key.display().to_string(),
+        ck.cert.der().clone(),
+    )
+}
+
+fn connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> TlsConnector {
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut cfg = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(cfg))
+}
+
+async fn tls_stream(
+    addr: SocketAddr,
+    c: &TlsConnector,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    c.connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+#[tokio::test]
+async fn h2_and_http1_over_tls_with_alpn() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, ca) = self_signed(dir.path());
+        let up = Upstream::start().await;
+        let p = start_proxy(
+            ProxyConfig {
+                tls_cert_path: Some(cert),
+                tls_key_path: Some(key),
+                ..Default::default()
+            },
+            &up,
+        )
+        .await;
+
+        // HTTP/2 chosen by ALPN
+        let s = tls_stream(p.addr, &connector(&ca, &[b"h2", b"http/1.1"])).await;
+        assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut h2, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get("https://localhost/tls?x=1")
+            .body(empty())
+            .unwrap();
+        let r = collect(h2.send_request(req).await.unwrap()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(&r.body[..], b"ok");
+        let seen = up.last();
+        assert_eq!(seen.uri, "/tls?x=1");
+        assert_eq!(seen.headers["host"], "localhost");
+        assert!(
+            seen.headers["forwarded"]
+                .to_str()
+                .unwrap()
+                .contains("proto=https"),
+            "{:?}",
+            seen.headers["forwarded"]
+        );
+        // a block applies over TLS too, on the same connection
+        p.table
+            .insert(Decision::new(
+                Subject::new(SubjectKind::Ip, "127.0.0.1"),
+                Action::Block,
+                0.9,
+                "rule",
+                Duration::from_secs(60),
+            ))
+            .unwrap();
+        let req = hyper::Request::get("https://localhost/")
+            .body(empty())
+            .unwrap();
+        let r = collect(h2.send_request(req).await.unwrap()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        p.table.revoke(&Subject::new(SubjectKind::Ip, "127.0.0.1"));
+
+        // HTTP/1.1 chosen by ALPN
+        let s = tls_stream(p.addr, &connector(&ca, &[b"http/1.1"])).await;
+        assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let r = collect(h1.send_request(get("/one", &[])).await.unwrap()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(up.last().version, hyper::Version::HTTP_11);
+
+        // a cleartext client gets nothing useful from a TLS listener, and no upstream request
+        let hits = up.hits();
+        let text = raw(
+            p.addr,
+            b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+            Duration::from_millis(500),
+        )
+        .await;
+        assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
+        assert_eq!(up.hits(), hits);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_load_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _key, _) = self_signed(dir.path());
+    let bad_key = dir.path().join("bad.pem");
+    std::fs::write(&bad_key, "not a key").unwrap();
+    let e = ProxyConfig {
+        tls_cert_path: Some(cert.clone()),
+        tls_key_path: Some(bad_key.display().to_string()),
+        ..Default::default()
+    }
+    .build()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("proxy.tls_key_path"), "{e}");
+    // the certificate file given as the key: no private key in it
+    let e = ProxyConfig {
+        tls_cert_path: Some(cert.clone()),
+        tls_key_path: Some(cert),
+        ..Default::default()
+    }
+    .build()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("proxy.tls_key_path"), "{e}");
+}

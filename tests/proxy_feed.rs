@@ -1,0 +1,247 @@
+//! `vigil proxy --config FILE` as a process: its decisions come from the engine's HTTP stream
+//! (served here by the router the engine mounts) or from the Kafka topic on a real broker,
+//! and it is enforced, exported on the admin listener, and stopped by SIGTERM.
+
+mod support;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{Broker, free_port};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use vigil_enforce::feed::sse::{self, BroadcastOptions, StreamOptions};
+use vigil_enforce::subjects::api_key_id_salted;
+use vigil_enforce::{Action, Decision, DecisionBroadcast, DecisionTable, Subject, SubjectKind};
+
+/// `GET path` with `headers` on a new connection; the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: api.example\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+async fn wait_status(addr: SocketAddr, path: &str, headers: &[(&str, &str)], want: u16) {
+    let start = Instant::now();
+    loop {
+        let got = http_get(addr, path, headers).await.map(|r| r.0);
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{addr}{path} answers {got:?}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A plain upstream answering `ok`.
+async fn upstream(stop: CancellationToken) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    addr
+}
+
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// `vigil proxy` with `[proxy]` pointing at `upstream` and the given `[proxy.feed]` body.
+    fn start(upstream: SocketAddr, feed: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin) = (free_port(), free_port());
+        let cfg = format!(
+            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://{upstream}\"\n\
+             admin_listen = \"127.0.0.1:{admin}\"\nworker_threads = 1\n\n[proxy.feed]\n{feed}\n"
+        );
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["proxy", "--config"])
+            .arg(&path)
+            .env("VIGIL_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("vigil proxy starts");
+        Proxy {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// Waits for `/readyz` (serving, and the feed warm).
+    async fn wait_ready(&self) {
+        wait_status(self.admin, "/readyz", &[], 200).await;
+    }
+
+    /// SIGTERM; the process must exit cleanly.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                assert!(s.success(), "vigil proxy exited with {s}");
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "vigil proxy did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn key(raw: &str) -> Subject {
+    Subject::new(SubjectKind::ApiKey, api_key_id_salted("", raw))
+}
+
+fn block(s: Subject) -> Decision {
+    Decision::new(s, Action::Block, 0.9, "rule", Duration::from_secs(600))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vigil_proxy_follows_the_engines_http_stream() {
+    let stop = CancellationToken::new();
+    let up = upstream(stop.clone()).await;
+    // the engine's side, as `vigil run` mounts it
+    let feed = DecisionBroadcast::new(Arc::new(DecisionTable::new()), BroadcastOptions::default());
+    feed.publish(block(key("k1"))).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine = l.local_addr().unwrap();
+    let app = sse::router(feed.clone(), StreamOptions::default(), stop.clone());
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app)
+            .with_graceful_shutdown(s.cancelled_owned())
+            .await;
+    });
+
+    let p = Proxy::start(
+        up,
+        &format!(
+            "type = \"http\"\nurl = \"http://{engine}{}\"",
+            sse::STREAM_PATH
+        ),
+    );
+    p.wait_ready().await;
+    assert_eq!(
+        http_get(p.addr, "/", &[("x-api-key", "k1")])
+            .await
+            .unwrap()
+            .0,
+        403
+    );
+    assert_eq!(
+        http_get(p.addr, "/", &[("x-api-key", "k2")]).await.unwrap(),
+        (200, "ok".into())
+    );
+    feed.revoke(key("k1"));
+    wait_status(p.addr, "/", &[("x-api-key", "k1")], 200).await;
+    feed.publish(block(key("k2"))).unwrap();
+    wait_status(p.addr, "/", &[("x-api-key", "k2")], 403).await;
+    let (status, metrics) = http_get(p.admin, "/metrics", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("vigil_feed_warm{feed=\"http\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_proxy_requests_total{action=\"block\"}"),
+        "{metrics}"
+    );
+    p.stop();
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vigil_proxy_reads_the_decisions_topic() {
+    let stop = CancellationToken::new();
+    let up = upstream(stop.clone()).await;
+    let broker = Broker::start();
+    broker.create_topic("vigil.decisions", 2);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .unwrap();
+    let d = block(key("k1"));
+    let send = |key: String, value: Option<String>| {
+        let producer = producer.clone();
+        async move {
+            let mut rec = FutureRecord::<str, str>::to("vigil.decisions").key(&key);
+            if let Some(v) = &value {
+                rec = rec.payload(v);
+            }
+            producer
+                .send(rec, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    };
+    send(d.subject.key(), Some(d.to_json())).await;
+
+    let p = Proxy::start(
+        up,
+        &format!("type = \"kafka\"\nbrokers = \"{}\"", broker.brokers),
+    );
+    p.wait_ready().await;
+    assert_eq!(
+        http_get(p.addr, "/", &[("x-api-key", "k1")])
+            .await
+            .unwrap()
+            .0,
+        403
+    );
+    send(d.subject.key(), None).await;
+    wait_status(p.addr, "/", &[("x-api-key", "k1")], 200).await;
+    p.stop();
+    stop.cancel();
+}
