@@ -3,6 +3,7 @@
 
 mod config;
 mod proxy;
+mod proxy_events;
 mod replay;
 mod run;
 mod simulate;
@@ -84,8 +85,9 @@ fn main() -> Result<()> {
             let proxy = cfg
                 .proxy
                 .ok_or_else(|| anyhow::anyhow!("{}: no [proxy] section", config.display()))?;
+            let kafka = cfg.kafka.as_ref().map(|k| k.settings()).unwrap_or_default();
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(proxy::run_standalone(proxy))
+            rt.block_on(proxy::run_standalone(proxy, &kafka))
         }
         Command::Validate { config } => {
             let cfg = config::Config::load(Some(&config))?;

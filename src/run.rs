@@ -19,10 +19,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use vigil_enforce::feed::sse::{BroadcastOptions, DecisionBroadcast, StreamOptions};
 use vigil_ingest::dead_letter::DeadLetterSink;
 use vigil_ingest::pipeline::{EventBatch, IngestStats};
 use vigil_ingest::source::SourceContext;
 use vigil_ingest::source::http::IngestRoutes;
+
+/// Access events the in-process proxy may queue before it drops (and counts) them.
+const PROXY_EVENT_QUEUE: usize = 65_536;
 
 /// Shared state of the engine's HTTP API.
 pub struct Engine {
@@ -31,6 +35,10 @@ pub struct Engine {
     decisions_by_action: [AtomicU64; 5],
     /// The in-process proxy's readiness, when `[proxy]` is configured.
     proxy_ready: Option<vigil_enforce::Readiness>,
+    /// The in-process proxy's metric families.
+    proxy_metrics: Option<Arc<dyn vigil_enforce::RenderMetrics>>,
+    /// The decision stream's state (`/v1/decisions/stream`).
+    feed: DecisionBroadcast,
     sources: Vec<(String, &'static str, Arc<IngestStats>)>,
     batches: AtomicU64,
 }
@@ -170,6 +178,14 @@ async fn metrics(State(e): State<Arc<Engine>>) -> impl IntoResponse {
         "# HELP vigil_ready Whether the engine is ready.\n# TYPE vigil_ready gauge\nvigil_ready {}",
         u8::from(e.ready.load(Ordering::Relaxed))
     );
+    let _ = writeln!(
+        s,
+        "# HELP vigil_decisions_stream_seq Sequence number of the last change on the decision stream.\n# TYPE vigil_decisions_stream_seq counter\nvigil_decisions_stream_seq {}",
+        e.feed.seq()
+    );
+    if let Some(m) = &e.proxy_metrics {
+        m.render_metrics(&mut s);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s)
 }
 
@@ -206,17 +222,37 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         sources.push((name.clone(), src.kind.type_name(), stats));
         tracing::info!(source = %name, r#type = src.kind.type_name(), format = %src.format, "source started");
     }
-    drop(out_tx);
-    // The decision table the proxy enforces; scoring writes to it (the in-process feed).
+    // The decision table the in-process proxy enforces. Scoring changes it only through the
+    // broadcast, which numbers each change for the followers of `/v1/decisions/stream`.
     let decisions = Arc::new(vigil_enforce::DecisionTable::new());
+    let feed = DecisionBroadcast::new(decisions.clone(), BroadcastOptions::default());
     let proxy = match &cfg.proxy {
-        Some(p) => Some(crate::proxy::start(p, decisions.clone(), shutdown.clone()).await?),
+        Some(p) => {
+            // the proxy's own access events are scored like any gateway's
+            let (sink, events) = vigil_enforce::events::event_channel(PROXY_EVENT_QUEUE);
+            let running =
+                crate::proxy::start(p, decisions.clone(), &kafka, Some(sink), shutdown.clone())
+                    .await?;
+            let stats = Arc::new(IngestStats::default());
+            tokio::spawn(crate::proxy_events::forward(
+                events,
+                out_tx.clone(),
+                running.addr.to_string(),
+                stats.clone(),
+                shutdown.clone(),
+            ));
+            sources.push(("proxy".to_string(), "proxy", stats));
+            Some(running)
+        }
         None => None,
     };
+    drop(out_tx);
     let engine = Arc::new(Engine {
         ready: AtomicBool::new(true),
         decisions_by_action: Default::default(),
         proxy_ready: proxy.as_ref().map(|p| p.readiness.clone()),
+        proxy_metrics: proxy.as_ref().map(|p| p.metrics.clone()),
+        feed: feed.clone(),
         sources,
         batches: AtomicU64::new(0),
     });
@@ -224,7 +260,12 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(engine.clone());
+        .with_state(engine.clone())
+        .merge(vigil_enforce::feed::sse::router(
+            feed.clone(),
+            StreamOptions::default(),
+            shutdown.clone(),
+        ));
     if !routes.is_empty() {
         app = app.merge(routes.router());
     }
@@ -253,7 +294,6 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         Some(k) => Some(DecisionPublisher::new(&k.settings(), &k.decisions_topic)?),
         None => None,
     };
-    let table = decisions.clone();
     let consumer = tokio::spawn(async move {
         while let Some(batch) = out_rx.recv().await {
             if let Some(w) = writer.as_mut() {
@@ -264,7 +304,7 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
             let out = tokio::task::block_in_place(|| scorer.score_batch(&batch.events))?;
             for d in &out.decisions {
                 consumer_engine.count_decision(d.action);
-                if let Err(error) = table.insert(d.clone()) {
+                if let Err(error) = feed.publish(d.clone()) {
                     tracing::warn!(%error, subject = %d.subject.key(), "decision not applied");
                 }
             }

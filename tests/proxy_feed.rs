@@ -82,13 +82,14 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
-    /// `vigil proxy` with `[proxy]` pointing at `upstream` and the given `[proxy.feed]` body.
-    fn start(upstream: SocketAddr, feed: &str) -> Proxy {
+    /// `vigil proxy` with `[proxy]` pointing at `upstream` (plus `extra` lines) and the given
+    /// `[proxy.feed]` body.
+    fn start(upstream: SocketAddr, extra: &str, feed: &str) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let (port, admin) = (free_port(), free_port());
         let cfg = format!(
             "[proxy]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://{upstream}\"\n\
-             admin_listen = \"127.0.0.1:{admin}\"\nworker_threads = 1\n\n[proxy.feed]\n{feed}\n"
+             admin_listen = \"127.0.0.1:{admin}\"\nworker_threads = 1\n{extra}\n\n[proxy.feed]\n{feed}\n"
         );
         let path = dir.path().join("vigil.toml");
         std::fs::write(&path, cfg).unwrap();
@@ -165,6 +166,7 @@ async fn vigil_proxy_follows_the_engines_http_stream() {
 
     let p = Proxy::start(
         up,
+        "",
         &format!(
             "type = \"http\"\nurl = \"http://{engine}{}\"",
             sse::STREAM_PATH
@@ -228,8 +230,10 @@ async fn vigil_proxy_reads_the_decisions_topic() {
     };
     send(d.subject.key(), Some(d.to_json())).await;
 
+    broker.create_topic("vigil.proxy-events", 1);
     let p = Proxy::start(
         up,
+        "events_topic = \"vigil.proxy-events\"",
         &format!("type = \"kafka\"\nbrokers = \"{}\"", broker.brokers),
     );
     p.wait_ready().await;
@@ -243,5 +247,170 @@ async fn vigil_proxy_reads_the_decisions_topic() {
     send(d.subject.key(), None).await;
     wait_status(p.addr, "/", &[("x-api-key", "k1")], 200).await;
     p.stop();
+    stop.cancel();
+
+    // the proxy's access events reached their topic, and ingest reads them as `json`
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .set("group.id", "proxy-events-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("vigil.proxy-events", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
+    let mut lines = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let v = rdkafka::Message::payload(&m).unwrap();
+                lines.push(String::from_utf8(v.to_vec()).unwrap());
+            }
+            Some(Err(e)) => panic!("{e}"),
+            None if lines.len() >= 2 => break,
+            None => {}
+        }
+    }
+    assert!(lines.len() >= 2, "{lines:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("proxy-events.ndjson");
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let events = dir.path().join("events.ndjson");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--format", "json", "--no-scoring", "--events-out"])
+        .arg(&events)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), lines.len());
+    let blocked = rows.iter().find(|r| r["status"] == 403).expect("the 403");
+    // the same API key id the decision named, not a hash of a hash
+    assert_eq!(blocked["api_key_id"], d.subject.id.as_str());
+    assert_eq!(blocked["client_ip"], "127.0.0.1");
+    assert_eq!(blocked["route"], "/");
+}
+
+/// The whole loop in one `vigil run`: the proxy's own access events are ingested and scored,
+/// the decision goes to the proxy's table and out on `/v1/decisions/stream`, and the proxy
+/// enforces it on the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vigil_run_scores_its_proxys_traffic_and_enforces_the_result() {
+    let stop = CancellationToken::new();
+    let up = upstream(stop.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine_port, proxy_port) = (free_port(), free_port());
+    let cfg = format!(
+        "data_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:{engine_port}\"\n\
+         [proxy]\nlisten = \"127.0.0.1:{proxy_port}\"\nupstream = \"http://{up}\"\nworker_threads = 1\n",
+        dir.path().join("data").display()
+    );
+    let path = dir.path().join("vigil.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("VIGIL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("vigil run starts");
+    let mut engine = Proxy {
+        child,
+        addr: format!("127.0.0.1:{proxy_port}").parse().unwrap(),
+        admin: format!("127.0.0.1:{engine_port}").parse().unwrap(),
+        _dir: dir,
+    };
+    wait_status(engine.admin, "/readyz", &[], 200).await;
+    // ordinary traffic passes
+    assert_eq!(
+        http_get(engine.addr, "/api/items", &[]).await.unwrap(),
+        (200, "ok".into())
+    );
+    // a scan of sensitive paths (the default rule `sensitive_path_scan`) from this client
+    for p in ["/.env", "/.git/config", "/wp-login.php", "/phpinfo"] {
+        let (status, _) = http_get(engine.addr, p, &[]).await.unwrap();
+        assert_eq!(status, 200, "{p} is forwarded before any decision");
+    }
+    // scored within a batch delay, then enforced by the same process
+    wait_status(engine.addr, "/api/items", &[], 403).await;
+    let (_, body) = http_get(engine.addr, "/api/items", &[]).await.unwrap();
+    assert!(body.contains("decision"), "{body}");
+
+    let (status, metrics) = http_get(engine.admin, "/metrics", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("vigil_ingest_events_total{source=\"proxy\""))
+        .unwrap_or_else(|| panic!("no proxy events in {metrics}"));
+    let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 5, "{line}");
+    assert!(
+        metrics.contains("vigil_decisions_total{action=\"block\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_proxy_requests_total{action=\"block\"}"),
+        "the proxy's families are on the engine's page: {metrics}"
+    );
+
+    // the same decision on the engine's stream, for enforcement points elsewhere
+    let mut s = tokio::net::TcpStream::connect(engine.admin).await.unwrap();
+    s.write_all(
+        format!(
+            "GET {} HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n",
+            sse::STREAM_PATH
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains(r#""subject":{"kind":"ip","id":"127.0.0.1"}"#) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "stream: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        let mut buf = [0u8; 4096];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await
+        {
+            assert!(n > 0, "stream closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    drop(s);
+    let engine_pid = engine.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &engine_pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    loop {
+        if let Some(st) = engine.child.try_wait().unwrap() {
+            assert!(st.success(), "vigil run exited with {st}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "vigil run did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.cancel();
 }

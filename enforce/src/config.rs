@@ -90,6 +90,12 @@ pub struct ProxyConfig {
     /// port so clients cannot read it and no upstream path is shadowed. Default none (no admin
     /// listener; `vigil run` serves the proxy's metrics on the engine's `/metrics`).
     pub admin_listen: Option<String>,
+    /// `vigil proxy` only: Kafka topic the proxy's own access events are produced to, one
+    /// JSON object per request in the generic `json` ingest format (key: the client IP), with
+    /// the `[kafka]` client settings or else `proxy.feed.brokers`. An engine's Kafka source
+    /// with `format = "json"` on this topic scores them. `vigil run` ingests its proxy's
+    /// events in process and ignores this. Default none.
+    pub events_topic: Option<String>,
     pub feed: FeedConfig,
     pub jwt: JwtConfig,
     pub step_up: StepUpConfig,
@@ -125,6 +131,7 @@ impl Default for ProxyConfig {
             tls_cert_path: None,
             tls_key_path: None,
             admin_listen: None,
+            events_topic: None,
             feed: FeedConfig::default(),
             jwt: JwtConfig::default(),
             step_up: StepUpConfig::default(),

@@ -516,7 +516,7 @@ impl Normalizer {
                     .get_or(k, || api_key_id_salted(salt, k))
                     .as_str(),
             ),
-            None => None,
+            None => rec.api_key_id.as_deref(),
         };
         Subjects {
             client_ip,

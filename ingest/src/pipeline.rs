@@ -452,6 +452,17 @@ pub struct EventBatch {
 }
 
 impl EventBatch {
+    /// A batch of events made in process (the enforcement point's own access events): no
+    /// source waits for its acknowledgement.
+    pub fn in_process(gateway: Arc<str>, events: RecordBatch) -> Self {
+        Self {
+            gateway,
+            events,
+            dead_letters: 0,
+            acks: Vec::new(),
+        }
+    }
+
     /// Marks the batch handled: sources may now commit what it covers.
     pub fn ack(self) {
         for (ack, outcome) in self.acks {

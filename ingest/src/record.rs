@@ -23,6 +23,9 @@ pub struct AccessRecord<'a> {
     pub session: Text<'a>,
     /// The raw API key as logged; hashed by the normalizer and never stored.
     pub api_key: Text<'a>,
+    /// An API key id already derived with the same salt (the enforcement point's own events
+    /// carry it, never the key); used as is when `api_key` is absent.
+    pub api_key_id: Text<'a>,
     /// An `Authorization` header value or bare token that may hold a JWT.
     pub jwt: Text<'a>,
     /// A `Cookie` header value (the session cookie is looked up in it).
@@ -102,6 +105,7 @@ impl AccessRecord<'_> {
             identity: o(self.identity),
             session: o(self.session),
             api_key: o(self.api_key),
+            api_key_id: o(self.api_key_id),
             jwt: o(self.jwt),
             cookie: o(self.cookie),
             method: o(self.method),

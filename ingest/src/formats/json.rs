@@ -68,6 +68,9 @@ pub struct JsonMapping {
     pub referer: Vec<String>,
     pub tls_version: Vec<String>,
     pub upstream: Vec<String>,
+    /// An API key id already derived with the same salt (`vigil proxy`'s own events carry it
+    /// instead of the key); used as is.
+    pub api_key_id: Vec<String>,
     /// Unit of `latency`; a preset's unit when unset, else `ms`.
     pub latency_unit: Option<DurationUnit>,
     /// Unit of `upstream_latency`; a preset's unit when unset, else `ms`.
@@ -75,7 +78,7 @@ pub struct JsonMapping {
 }
 
 /// Field order of [`JsonMapping`]'s path lists; the index is the field's id below.
-const FIELDS: usize = 23;
+const FIELDS: usize = 24;
 const TIMESTAMP: usize = 0;
 const STATUS: usize = 14;
 const BYTES_IN: usize = 15;
@@ -106,6 +109,7 @@ const FIELD_NAMES: [&str; FIELDS] = [
     "referer",
     "tls_version",
     "upstream",
+    "api_key_id",
 ];
 
 impl JsonMapping {
@@ -134,6 +138,7 @@ impl JsonMapping {
             &self.referer,
             &self.tls_version,
             &self.upstream,
+            &self.api_key_id,
         ]
     }
 
@@ -162,6 +167,7 @@ impl JsonMapping {
             &mut self.referer,
             &mut self.tls_version,
             &mut self.upstream,
+            &mut self.api_key_id,
         ]
     }
 
@@ -214,6 +220,7 @@ impl JsonMapping {
                 referer: v(&["http_referer"]),
                 tls_version: v(&["ssl_protocol"]),
                 upstream: v(&["upstream_addr"]),
+                api_key_id: Vec::new(),
                 latency_unit: Some(DurationUnit::S),
                 upstream_latency_unit: Some(DurationUnit::S),
             },
@@ -245,6 +252,7 @@ impl JsonMapping {
                 referer: v(&["referer", "referrer"]),
                 tls_version: v(&["tls_version", "downstream_tls_version"]),
                 upstream: v(&["upstream_host"]),
+                api_key_id: Vec::new(),
                 latency_unit: Some(DurationUnit::Ms),
                 upstream_latency_unit: Some(DurationUnit::Ms),
             },
@@ -281,6 +289,7 @@ impl JsonMapping {
                 referer: v(&["request.headers.referer"]),
                 tls_version: v(&["request.tls.version"]),
                 upstream: v(&["service.host", "upstream_status"]),
+                api_key_id: Vec::new(),
                 latency_unit: Some(DurationUnit::Ms),
                 upstream_latency_unit: Some(DurationUnit::Ms),
             },
@@ -316,6 +325,7 @@ impl JsonMapping {
                 referer: v(&["referer"]),
                 tls_version: v(&["tlsVersion"]),
                 upstream: v(&["integrationStatus"]),
+                api_key_id: Vec::new(),
                 latency_unit: Some(DurationUnit::Ms),
                 upstream_latency_unit: Some(DurationUnit::Ms),
             },
@@ -343,6 +353,7 @@ impl JsonMapping {
                 referer: v(&["request_Referer"]),
                 tls_version: v(&["TLSVersion"]),
                 upstream: v(&["ServiceAddr"]),
+                api_key_id: Vec::new(),
                 latency_unit: Some(DurationUnit::Ns),
                 upstream_latency_unit: Some(DurationUnit::Ns),
             },
@@ -370,6 +381,7 @@ impl JsonMapping {
                 referer: v(&["referer"]),
                 tls_version: v(&["tls_version"]),
                 upstream: v(&["upstream"]),
+                api_key_id: v(&["api_key_id"]),
                 latency_unit: Some(DurationUnit::Ms),
                 upstream_latency_unit: Some(DurationUnit::Ms),
             },
@@ -468,6 +480,7 @@ impl JsonFormat {
             identity: text(4),
             session: text(5),
             api_key: text(6),
+            api_key_id: text(23),
             jwt: text(7),
             cookie: text(8),
             method: text(9),
