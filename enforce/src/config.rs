@@ -21,9 +21,12 @@ use std::time::Duration;
 pub struct ProxyConfig {
     /// Address the proxy listens on. Default `127.0.0.1:8080`.
     pub listen: String,
-    /// The upstream service, `http://host:port` (a path, if any, is ignored). Default
-    /// `http://127.0.0.1:8081`.
+    /// The upstream service, `http://host:port` or `https://host:port` (a path, if any, is
+    /// ignored). Default `http://127.0.0.1:8081`.
     pub upstream: String,
+    /// PEM CA certificates trusted for an `https` upstream, besides the public CAs. Default
+    /// none.
+    pub upstream_ca_path: Option<String>,
     /// CIDRs of proxies in front of this one; their `X-Forwarded-For` is believed (the client
     /// is the right-most entry that is not one of them), everyone else's is ignored. Must
     /// match `normalize.trusted_proxies` so both sides compute the same client IP. Default
@@ -108,6 +111,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             listen: "127.0.0.1:8080".into(),
             upstream: "http://127.0.0.1:8081".into(),
+            upstream_ca_path: None,
             trusted_proxies: Vec::new(),
             header_read_timeout_ms: 10_000,
             upstream_connect_timeout_ms: 2_000,
@@ -317,10 +321,12 @@ impl FeedConfig {
 pub struct JwtConfig {
     /// A JWKS file (`{"keys":[...]}`), re-read every `jwks_refresh_secs`. Default none.
     pub jwks_path: Option<String>,
-    /// A JWKS URL (`http://` only in this version), fetched at start (failure stops the
-    /// start) and every `jwks_refresh_secs`, and early (at most every 10 s) when a token names
-    /// an unknown `kid`. Default none.
+    /// A JWKS URL (`https://` or `http://`), fetched at start (failure stops the start) and
+    /// every `jwks_refresh_secs`, and early (at most every 10 s) when a token names an unknown
+    /// `kid`. Default none.
     pub jwks_url: Option<String>,
+    /// PEM CA certificates trusted for `jwks_url`, besides the public CAs. Default none.
+    pub jwks_ca_path: Option<String>,
     /// Default 300.
     pub jwks_refresh_secs: u64,
     /// Keys given directly.
@@ -343,6 +349,7 @@ impl Default for JwtConfig {
         JwtConfig {
             jwks_path: None,
             jwks_url: None,
+            jwks_ca_path: None,
             jwks_refresh_secs: 300,
             keys: Vec::new(),
             algorithms: vec!["RS256".into(), "ES256".into()],
@@ -509,6 +516,8 @@ impl std::fmt::Debug for JwtKey {
 pub struct JwtSettings {
     pub jwks_path: Option<std::path::PathBuf>,
     pub jwks_url: Option<Uri>,
+    /// TLS for an `https` `jwks_url`.
+    pub jwks_tls: Arc<rustls::ClientConfig>,
     pub jwks_refresh: Duration,
     pub keys: Vec<JwtKey>,
     pub algorithms: Vec<Algorithm>,
@@ -533,6 +542,8 @@ pub struct ProxySettings {
     pub listen: SocketAddr,
     /// Scheme and authority of the upstream.
     pub upstream: Uri,
+    /// TLS for an `https` upstream.
+    pub upstream_tls: Arc<rustls::ClientConfig>,
     pub trusted_proxies: Vec<Cidr>,
     pub header_read_timeout: Duration,
     pub upstream_connect_timeout: Duration,
@@ -762,6 +773,10 @@ impl ProxyConfig {
         Ok(ProxySettings {
             listen,
             upstream,
+            upstream_tls: crate::tls::client_config(
+                &p("upstream_ca_path"),
+                self.upstream_ca_path.as_deref(),
+            )?,
             trusted_proxies,
             header_read_timeout: positive_ms(
                 &p("header_read_timeout_ms"),
@@ -816,17 +831,11 @@ fn parse_http_uri(path: &str, s: &str) -> Result<Uri, EnforceError> {
         .parse::<Uri>()
         .map_err(|_| EnforceError::config(path, format!("`{s}` is not a URL")))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(EnforceError::config(
-                path,
-                "https is not supported yet (TLS to upstreams and JWKS servers is not built)",
-            ));
-        }
+        Some("http" | "https") => {}
         _ => {
             return Err(EnforceError::config(
                 path,
-                format!("`{s}` must start with http://"),
+                format!("`{s}` must start with http:// or https://"),
             ));
         }
     }
@@ -953,6 +962,7 @@ impl JwtConfig {
         Ok(Some(JwtSettings {
             jwks_path: self.jwks_path.as_ref().map(std::path::PathBuf::from),
             jwks_url,
+            jwks_tls: crate::tls::client_config(&p("jwks_ca_path"), self.jwks_ca_path.as_deref())?,
             jwks_refresh: Duration::from_secs(self.jwks_refresh_secs),
             keys,
             algorithms,
@@ -1006,10 +1016,16 @@ mod tests {
         };
         assert!(err(c).contains("proxy.trusted_proxies[1]"));
         let c = ProxyConfig {
-            upstream: "https://x".into(),
+            upstream: "ftp://x".into(),
             ..Default::default()
         };
         assert!(err(c).contains("proxy.upstream"));
+        let c = ProxyConfig {
+            upstream: "https://api.internal:8443".into(),
+            upstream_ca_path: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        assert!(err(c).contains("proxy.upstream_ca_path"));
         let c = ProxyConfig {
             header_read_timeout_ms: 0,
             ..Default::default()

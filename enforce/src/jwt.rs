@@ -91,7 +91,7 @@ pub struct JwtVerifier {
     static_keys: Vec<VerifyKey>,
     keys: ArcSwap<Vec<VerifyKey>>,
     validations: Vec<(Algorithm, Validation)>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<crate::tls::HttpsConnector, Empty<Bytes>>,
     refresh_now: tokio::sync::Notify,
     last_refresh_secs: AtomicU64,
     /// Bumped on every key set change; cached verifications of older generations are void.
@@ -156,7 +156,8 @@ impl JwtVerifier {
             .collect();
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .build(crate::tls::https_connector(connector, &settings.jwks_tls));
         let v = Arc::new(JwtVerifier {
             settings,
             static_keys,

@@ -32,7 +32,7 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-type UpstreamClient = Client<HttpConnector, ProxyBody>;
+type UpstreamClient = Client<crate::tls::HttpsConnector, ProxyBody>;
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), plus `proxy-connection` and `keep-alive` seen in the
 /// wild; removed in both directions together with the names listed in `Connection`.
@@ -104,7 +104,7 @@ impl<E: Enforcer> Proxy<E> {
             .pool_idle_timeout(s.upstream_pool_idle_timeout)
             .pool_max_idle_per_host(s.upstream_pool_max_idle_per_host)
             .set_host(false)
-            .build(connector);
+            .build(crate::tls::https_connector(connector, &s.upstream_tls));
         // `build` checked both are present
         let parts = s.upstream.clone().into_parts();
         let upstream_scheme = parts.scheme.unwrap_or(hyper::http::uri::Scheme::HTTP);

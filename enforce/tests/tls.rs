@@ -5,6 +5,7 @@ mod support;
 
 use hyper::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::Algorithm;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,4 +168,86 @@ async fn a_certificate_that_does_not_load_is_a_config_error() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("proxy.tls_key_path"), "{e}");
+}
+
+/// TLS as a client: an `https` upstream and an `https` JWKS URL, both behind a TLS listener
+/// whose certificate only a configured private CA vouches for.
+#[tokio::test]
+async fn https_upstream_and_jwks_with_a_private_ca() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = self_signed(dir.path());
+        let up = Upstream::start().await;
+        *up.jwks.lock().unwrap() = jwks(&[(Algorithm::RS256, RSA_PRIVATE, "k1")]);
+        // the TLS front: a vigil listener with the self-signed certificate before `up`
+        let front = start_proxy(
+            ProxyConfig {
+                tls_cert_path: Some(cert.clone()),
+                tls_key_path: Some(key),
+                ..Default::default()
+            },
+            &up,
+        )
+        .await;
+        let https = format!("https://localhost:{}", front.addr.port());
+
+        let mut cfg = ProxyConfig {
+            upstream: https.clone(),
+            upstream_ca_path: Some(cert.clone()),
+            ..Default::default()
+        };
+        cfg.jwt.jwks_url = Some(format!("{https}/jwks"));
+        cfg.jwt.jwks_ca_path = Some(cert.clone());
+        let p = start_proxy_as_is(cfg).await;
+        let token = sign(
+            Algorithm::RS256,
+            RSA_PRIVATE,
+            Some("k1"),
+            &serde_json::json!({"sub": "alice", "exp": now_secs() + 300}),
+        );
+        let r = send_h1(
+            p.addr,
+            get(
+                "/through-tls",
+                &[("authorization", &format!("Bearer {token}"))],
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(up.last().uri, "/through-tls");
+        // the keys really came over TLS: a token from another key is refused
+        let forged = sign(
+            Algorithm::RS256,
+            RSA_OTHER_PRIVATE,
+            Some("k1"),
+            &serde_json::json!({"sub": "mallory", "exp": now_secs() + 300}),
+        );
+        let r = send_h1(
+            p.addr,
+            get("/", &[("authorization", &format!("Bearer {forged}"))]),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        // without the CA the upstream's certificate is refused: 502, nothing forwarded
+        let hits = up.hits();
+        let untrusting = start_proxy_as_is(ProxyConfig {
+            upstream: https.clone(),
+            ..Default::default()
+        })
+        .await;
+        let r = send_h1(untrusting.addr, get("/", &[])).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(up.hits(), hits);
+
+        // and a JWKS URL whose certificate does not verify stops the start, saying why
+        let mut cfg = ProxyConfig::default();
+        cfg.jwt.jwks_url = Some(format!("{https}/jwks"));
+        let settings = cfg.build().expect("valid config");
+        let err = vigil_enforce::jwt::JwtVerifier::new(settings.jwt.unwrap())
+            .await
+            .expect_err("an unverifiable JWKS server");
+        assert!(err.to_string().to_lowercase().contains("jwks"), "{err}");
+    })
+    .await;
 }
