@@ -172,17 +172,17 @@ pub struct Observation<'a> {
 pub struct SubjectState {
     pub id: Box<str>,
     first_seen_us: i64,
+    /// The latest event time seen; the counters are decayed to it.
     last_seen_us: i64,
-    /// Counters are decayed to this time.
-    decayed_at_us: i64,
     counters: [[f32; N_COUNTERS]; MAX_WINDOWS],
     distinct: [WindowedDistinct<N_DISTINCT>; MAX_DISTINCT_WINDOWS],
     iat_mean_ms: f32,
     iat_sq_ms: f32,
     iat_n: u16,
     seq_run: u16,
-    last_id: u64,
-    last_id_route: u64,
+    /// The last numeric id (low 32 bits: consecutive ids stay consecutive) and its route's hash.
+    last_id: u32,
+    last_id_route: u32,
     requests_total: u32,
     seen_ips: Seen,
     seen_agents: Seen,
@@ -209,7 +209,6 @@ impl SubjectState {
             id: id.into(),
             first_seen_us: t,
             last_seen_us: t,
-            decayed_at_us: t,
             counters: [[0.0; N_COUNTERS]; MAX_WINDOWS],
             distinct: [WindowedDistinct::default(); MAX_DISTINCT_WINDOWS],
             iat_mean_ms: 0.0,
@@ -230,19 +229,19 @@ impl SubjectState {
         self.last_seen_us
     }
 
-    /// Decays every counter to `t` (no-op for earlier times).
+    /// Decays every counter from `last_seen_us` to `t` (no-op for earlier times); the caller
+    /// then moves `last_seen_us` to `t`.
     fn decay_to(&mut self, t: i64, taus_us: &[f64]) {
-        if t <= self.decayed_at_us {
+        if t <= self.last_seen_us {
             return;
         }
-        let dt = (t - self.decayed_at_us) as f64;
+        let dt = (t - self.last_seen_us) as f64;
         for (w, tau) in taus_us.iter().enumerate() {
             let f = (-dt / tau).exp() as f32;
             for c in &mut self.counters[w] {
                 *c *= f;
             }
         }
-        self.decayed_at_us = t;
     }
 
     fn observe(&mut self, kind: SubjectKind, o: &Observation<'_>, w: &Windows) {
@@ -259,8 +258,8 @@ impl SubjectState {
         ];
         for (wi, tau) in w.taus_us.iter().enumerate() {
             // A late event counts with the weight it would have had by now.
-            let weight = if o.t_us < self.decayed_at_us {
-                (-((self.decayed_at_us - o.t_us) as f64) / tau).exp() as f32
+            let weight = if o.t_us < self.last_seen_us {
+                (-((self.last_seen_us - o.t_us) as f64) / tau).exp() as f32
             } else {
                 1.0
             };
@@ -304,7 +303,8 @@ impl SubjectState {
         if let (Some(route), Some(path)) = (o.route, o.path)
             && let Some(id) = trailing_id(path)
         {
-            let rh = hash(route);
+            let rh = hash(route) as u32;
+            let id = id as u32;
             if rh == self.last_id_route && id == self.last_id.wrapping_add(1) {
                 self.seq_run = self.seq_run.saturating_add(1);
             } else if !(rh == self.last_id_route && id == self.last_id) {
@@ -410,23 +410,74 @@ pub fn is_sensitive(path: &str) -> bool {
     SENSITIVE.iter().any(|s| lower.contains(s))
 }
 
-/// All subjects of one kind.
+/// All subjects of one kind: the states packed in one vector (filled front to back, so memory
+/// grows with the subjects, not with a hash table's spare buckets) and a small index from the
+/// id's 64-bit hash to the slot.
 #[derive(Debug, Default)]
 pub struct SubjectTable {
-    pub states: HashMap<u64, SubjectState>,
+    index: HashMap<u64, u32>,
+    states: Vec<SubjectState>,
     seed: u64,
 }
 
 impl SubjectTable {
     fn new(seed: u64) -> Self {
         Self {
-            states: HashMap::new(),
+            index: HashMap::new(),
+            states: Vec::new(),
             seed,
         }
     }
 
     fn key(&self, id: &str) -> u64 {
         xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), self.seed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    fn get(&self, key: u64) -> Option<&SubjectState> {
+        self.index.get(&key).map(|i| &self.states[*i as usize])
+    }
+
+    fn get_mut(&mut self, key: u64) -> Option<&mut SubjectState> {
+        self.index.get(&key).map(|i| &mut self.states[*i as usize])
+    }
+
+    /// The state of `key`, made for `id` at `t_us` when absent.
+    fn entry(&mut self, key: u64, id: &str, t_us: i64) -> &mut SubjectState {
+        let next = self.states.len() as u32;
+        let i = *self.index.entry(key).or_insert(next) as usize;
+        if i == self.states.len() {
+            self.states.push(SubjectState::new(id, t_us));
+        }
+        &mut self.states[i]
+    }
+
+    /// Keeps the subjects for which `keep` holds; the last state fills each hole.
+    fn retain(&mut self, mut keep: impl FnMut(&SubjectState) -> bool) {
+        let mut i = 0;
+        while i < self.states.len() {
+            if keep(&self.states[i]) {
+                i += 1;
+                continue;
+            }
+            let gone = self.states.swap_remove(i);
+            self.index.remove(&self.key(&gone.id));
+            if let Some(moved) = self.states.get(i) {
+                let k = self.key(&moved.id);
+                self.index.insert(k, i as u32);
+            }
+        }
+        if self.states.capacity() > 2 * self.states.len() + 1024 {
+            self.states.shrink_to_fit();
+            self.index.shrink_to_fit();
+        }
     }
 }
 
@@ -480,7 +531,7 @@ impl FeatureStore {
 
     /// Subjects tracked, per kind in [`KINDS`] order.
     pub fn tracked(&self) -> [usize; 4] {
-        [0, 1, 2, 3].map(|i| self.tables[i].states.len())
+        [0, 1, 2, 3].map(|i| self.tables[i].len())
     }
 
     /// Whether an event at `t_us` is within the allowed lateness (and advances the watermark).
@@ -498,10 +549,7 @@ impl FeatureStore {
     pub fn observe(&mut self, kind: SubjectKind, id: &str, o: &Observation<'_>) -> u64 {
         let t = &mut self.tables[kind_index(kind)];
         let key = t.key(id);
-        let state = t
-            .states
-            .entry(key)
-            .or_insert_with(|| SubjectState::new(id, o.t_us));
+        let state = t.entry(key, id, o.t_us);
         if &*state.id != id {
             // A 64-bit collision under a random seed: start this subject over rather than mix two.
             *state = SubjectState::new(id, o.t_us);
@@ -512,12 +560,12 @@ impl FeatureStore {
     }
 
     pub fn get(&self, kind: SubjectKind, key: u64) -> Option<&SubjectState> {
-        self.tables[kind_index(kind)].states.get(&key)
+        self.tables[kind_index(kind)].get(key)
     }
 
     /// Clears what is reported once per evaluation (`new_ip`, `new_user_agent`).
     pub fn mark_evaluated(&mut self, kind: SubjectKind, key: u64) {
-        if let Some(s) = self.tables[kind_index(kind)].states.get_mut(&key) {
+        if let Some(s) = self.tables[kind_index(kind)].get_mut(key) {
             s.new_ip = false;
             s.new_agent = false;
         }
@@ -532,16 +580,16 @@ impl FeatureStore {
         self.since_sweep = 0;
         let idle_before = self.watermark_us - self.cfg.idle_ttl_secs as i64 * 1_000_000;
         for t in &mut self.tables {
-            let before = t.states.len();
-            t.states.retain(|_, s| s.last_seen_us >= idle_before);
-            if t.states.len() > self.cfg.max_subjects_per_kind {
-                let mut seen: Vec<i64> = t.states.values().map(|s| s.last_seen_us).collect();
-                let excess = t.states.len() - self.cfg.max_subjects_per_kind;
+            let before = t.len();
+            t.retain(|s| s.last_seen_us >= idle_before);
+            if t.len() > self.cfg.max_subjects_per_kind {
+                let mut seen: Vec<i64> = t.states.iter().map(|s| s.last_seen_us).collect();
+                let excess = t.len() - self.cfg.max_subjects_per_kind;
                 let (_, cut, _) = seen.select_nth_unstable(excess);
                 let cut = *cut;
-                t.states.retain(|_, s| s.last_seen_us > cut);
+                t.retain(|s| s.last_seen_us > cut);
             }
-            self.evicted += (before - t.states.len()) as u64;
+            self.evicted += (before - t.len()) as u64;
         }
     }
 
@@ -554,7 +602,7 @@ impl FeatureStore {
         out: &mut Vec<Option<f64>>,
     ) {
         out.clear();
-        let dt = (t_us - state.decayed_at_us).max(0) as f64;
+        let dt = (t_us - state.last_seen_us).max(0) as f64;
         for (wi, secs) in self.windows.secs.iter().enumerate() {
             let f = (-dt / self.windows.taus_us[wi]).exp();
             let c = |k: usize| f64::from(state.counters[wi][k]) * f;
@@ -863,6 +911,6 @@ mod tests {
     #[test]
     fn state_is_small() {
         let size = std::mem::size_of::<SubjectState>();
-        assert!(size <= 336, "SubjectState is {size} bytes");
+        assert!(size <= 320, "SubjectState is {size} bytes");
     }
 }
