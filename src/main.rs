@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod features;
 mod proxy;
 mod proxy_events;
 mod replay;
@@ -47,6 +48,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Write labelled synthetic gateway traffic in any supported format.
     Simulate(simulate::SimulateArgs),
+    /// Score log files offline and write every feature row (Parquet or NDJSON).
+    Features(features::FeaturesArgs),
     /// Run the enforcement proxy alone (the `[proxy]` section of the config).
     Proxy {
         #[arg(long, short)]
@@ -58,7 +61,9 @@ enum Command {
 
 fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("VIGIL_LOG")
+        // tract announces its CPU kernels at INFO when the models first load
+        .unwrap_or_else(|_| EnvFilter::new("info,tract_linalg=warn,tract_core=warn"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -80,6 +85,7 @@ fn main() -> Result<()> {
         }
         Command::Replay(args) => replay::replay(args),
         Command::Simulate(args) => simulate::simulate(args),
+        Command::Features(args) => features::features(args),
         Command::Proxy { config } => {
             let cfg = config::Config::load(Some(&config))?;
             let proxy = cfg

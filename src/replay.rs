@@ -1,7 +1,9 @@
 //! `vigil replay`: parse log files offline, with a progress bar on a terminal and a summary.
+//! [`read_logs`] is the reading half, shared with `vigil features`.
 
 use crate::Output;
 use anyhow::{Context, Result};
+use arrow::array::RecordBatch;
 use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -16,17 +18,32 @@ use vigil_ingest::formats::{FormatName, FormatOptions};
 use vigil_ingest::normalize::Normalizer;
 use vigil_ingest::pipeline::{IngestStats, LineChunk, LineSplitter, Parser};
 
+/// The log input shared by `vigil replay` and `vigil features`: files, their format, the
+/// config whose `[normalize]`/`[pipeline]`/`data_dir` apply, and where dead letters go.
 #[derive(Args)]
-pub struct ReplayArgs {
+pub struct LogInputArgs {
     /// Log format of the files.
     #[arg(long, short, value_parser = crate::parse_format, default_value = "auto")]
-    format: FormatName,
+    pub format: FormatName,
     /// Gateway (source) name recorded in the events.
     #[arg(long, default_value = "replay")]
-    gateway: String,
-    /// Config file whose `[normalize]`, `[pipeline]` and `data_dir` apply.
+    pub gateway: String,
+    /// Config file whose `[normalize]`, `[pipeline]`, `[scoring]` and `data_dir` apply.
     #[arg(long, short)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    /// Write every dead letter (line, reason, position) as NDJSON. Default:
+    /// `<data_dir>/dead-letters.ndjson`.
+    #[arg(long)]
+    pub dead_letters_out: Option<PathBuf>,
+    /// Log files; `-` reads standard input.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    input: LogInputArgs,
     /// Summary format.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
@@ -40,13 +57,6 @@ pub struct ReplayArgs {
     /// Parse only: no features, rules or decisions.
     #[arg(long)]
     no_scoring: bool,
-    /// Write every dead letter (line, reason, position) as NDJSON. Default:
-    /// `<data_dir>/dead-letters.ndjson`.
-    #[arg(long)]
-    dead_letters_out: Option<PathBuf>,
-    /// Log files; `-` reads standard input.
-    #[arg(required = true)]
-    files: Vec<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -89,36 +99,44 @@ impl ReplayScoring {
     }
 }
 
-pub fn replay(args: ReplayArgs) -> Result<()> {
-    let cfg = crate::config::Config::load(args.config.as_deref())?;
+/// What reading the log input produced, for the summaries.
+pub struct ReadOutcome {
+    pub stats: Arc<IngestStats>,
+    pub bytes_read: u64,
+    pub elapsed_secs: f64,
+    pub dead_letters_path: PathBuf,
+}
+
+/// Reads, parses and normalizes every file of `input` in order, handing each event batch (at
+/// most `pipeline.batch_max_events` events) to `on_batch`; dead letters go to their sink. A
+/// progress bar is drawn on a terminal when `progress` is set.
+pub fn read_logs(
+    input: &LogInputArgs,
+    cfg: &crate::config::Config,
+    progress: bool,
+    mut on_batch: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<ReadOutcome> {
     let stats = Arc::new(IngestStats::default());
     let mut parser = Parser::new(
-        &args.gateway,
-        args.format,
+        &input.gateway,
+        input.format,
         FormatOptions::default(),
         Normalizer::new(cfg.normalize.clone())?,
         stats.clone(),
     )?;
-    let dl_path = args
+    let dl_path = input
         .dead_letters_out
         .clone()
         .unwrap_or_else(|| cfg.dead_letters.file_path(&cfg.data_dir));
     let dead_sink = DeadLetterSink::file(&dl_path)?;
-    let mut events_out = match &args.events_out {
-        Some(p) => Some(std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => None,
-    };
-    let total_bytes: u64 = args
+    let total_bytes: u64 = input
         .files
         .iter()
         .filter(|p| p.as_os_str() != "-")
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let progress = (std::io::stderr().is_terminal() && args.output == Output::Text).then(|| {
+    let progress = (progress && std::io::stderr().is_terminal()).then(|| {
         let pb = indicatif::ProgressBar::new(total_bytes);
         pb.set_style(
             indicatif::ProgressStyle::with_template(
@@ -128,27 +146,12 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         );
         pb
     });
-    let mut scoring = if args.no_scoring {
-        None
-    } else {
-        Some(ReplayScoring {
-            scorer: vigil_scoring::Scorer::new(&cfg.scoring)?,
-            by_action: BTreeMap::new(),
-            out: match &args.decisions_out {
-                Some(p) => Some(std::io::BufWriter::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("cannot create {}", p.display()))?,
-                )),
-                None => None,
-            },
-        })
-    };
     let batch_max = cfg.pipeline.batch_max_events;
     let mut builder = EventBatchBuilder::with_capacity(batch_max.min(65_536));
     let mut dead = Vec::new();
     let started = Instant::now();
     let mut bytes_read = 0u64;
-    for path in &args.files {
+    for path in &input.files {
         let (mut reader, stream): (Box<dyn Read>, String) = if path.as_os_str() == "-" {
             (Box::new(std::io::stdin().lock()), "stdin".to_string())
         } else {
@@ -172,12 +175,12 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                 match memchr_newline(&head) {
                     Some(i) => {
                         seed = Some(vigil_ingest::source::content_seed(
-                            &args.gateway,
+                            &input.gateway,
                             &head[..i],
                         ))
                     }
                     None if n == 0 => {
-                        seed = Some(vigil_ingest::source::content_seed(&args.gateway, &head))
+                        seed = Some(vigil_ingest::source::content_seed(&input.gateway, &head))
                     }
                     None => continue,
                 }
@@ -193,13 +196,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             head.clear();
             parser.parse_chunk(&chunk, &mut builder, &mut dead);
             if builder.len() >= batch_max || n == 0 {
-                let batch = builder.finish();
-                if let Some(w) = events_out.as_mut() {
-                    write_ndjson(&mut *w, &batch)?;
-                }
-                if let Some(s) = scoring.as_mut() {
-                    s.score(&batch)?;
-                }
+                on_batch(&builder.finish())?;
             }
             if !dead.is_empty() {
                 dead_sink.write_blocking(&dead)?;
@@ -214,19 +211,65 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             }
         }
     }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    Ok(ReadOutcome {
+        stats,
+        bytes_read,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        dead_letters_path: dl_path,
+    })
+}
+
+/// Opens `path` for writing, buffered, naming it in the error.
+pub fn create_buffered(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
+    Ok(std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    ))
+}
+
+pub fn replay(args: ReplayArgs) -> Result<()> {
+    let cfg = crate::config::Config::load(args.input.config.as_deref())?;
+    let mut events_out = args
+        .events_out
+        .as_deref()
+        .map(create_buffered)
+        .transpose()?;
+    let mut scoring = if args.no_scoring {
+        None
+    } else {
+        Some(ReplayScoring {
+            scorer: vigil_scoring::Scorer::new(&cfg.scoring)?,
+            by_action: BTreeMap::new(),
+            out: args
+                .decisions_out
+                .as_deref()
+                .map(create_buffered)
+                .transpose()?,
+        })
+    };
+    let read = read_logs(&args.input, &cfg, args.output == Output::Text, |batch| {
+        if let Some(w) = events_out.as_mut() {
+            write_ndjson(&mut *w, batch)?;
+        }
+        if let Some(s) = scoring.as_mut() {
+            s.score(batch)?;
+        }
+        Ok(())
+    })?;
     if let Some(mut w) = events_out {
         w.flush()?;
     }
     if let Some(w) = scoring.as_mut().and_then(|s| s.out.as_mut()) {
         w.flush()?;
     }
-    if let Some(pb) = progress {
-        pb.finish_and_clear();
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let stats = &read.stats;
+    let elapsed = read.elapsed_secs;
     let lines = stats.lines.load(Ordering::Relaxed);
     let summary = Summary {
-        files: args.files.len(),
+        files: args.input.files.len(),
         events_in: lines,
         events_parsed: stats.events.load(Ordering::Relaxed),
         dead_lettered: stats.dead_letters.load(Ordering::Relaxed),
@@ -236,9 +279,9 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         } else {
             0.0
         },
-        bytes_read,
+        bytes_read: read.bytes_read,
         dead_letter_reasons: stats.reason_counts().into_iter().collect(),
-        dead_letters_path: dl_path.display().to_string(),
+        dead_letters_path: read.dead_letters_path.display().to_string(),
         decisions: scoring.as_ref().map(|s| s.by_action.clone()),
         subjects_tracked: scoring.as_ref().map(|s| {
             let n = s.scorer.store().tracked();

@@ -1,10 +1,12 @@
-//! vigil scoring: per-subject windowed features, rules and trust decisions.
+//! vigil scoring: per-subject windowed features, rules, models and trust decisions.
 //!
 //! - [`features`]: subject state and the feature catalogue (event-time windows, bounded
 //!   memory).
 //! - [`rules`]: SQL rules over the features, compiled once with DataFusion, reloadable.
-//! - [`policy`]: from fired rules to one decision (score, action, TTL, hysteresis, escalation,
-//!   allow-list, monitor mode).
+//! - [`model`]: ONNX models (manifest, tract, batched inference, explanations), built-in and
+//!   from directories.
+//! - [`policy`]: from fired rules and model scores to one decision (trust score, action, TTL,
+//!   hysteresis, escalation, allow-list, monitor mode, reasons).
 //! - [`scorer`]: events in, features, scores and decisions out.
 //!
 //! Decisions are `vigil_enforce::Decision`s: the enforcement point applies exactly what this
@@ -13,10 +15,14 @@
 
 mod error;
 pub mod features;
+pub mod model;
 pub mod policy;
 pub mod rules;
 pub mod scorer;
 pub mod sketch;
 
+/// The Parquet implementation DataFusion uses (same Arrow version as the feature batches), for
+/// writing feature rows to files.
+pub use datafusion::parquet;
 pub use error::ScoringError;
 pub use scorer::{Scorer, ScoringConfig, ScoringOutput};

@@ -1,10 +1,16 @@
-//! The decision policy: from the rules that fired for a subject (and, later, model scores) to
-//! one decision with an action, a TTL, a score and its reasons.
+//! The decision policy: from the rules that fired for a subject and what the models said about
+//! it to one decision with an action, a TTL, a score and its reasons.
 //!
-//! - **Score**: `1 - Π(1 - s)` over the fired rules' severity scores.
-//! - **Action**: the strictest action among the fired rules in `enforce` mode; only
-//!   `monitor`-mode rules fired, or the policy is in global monitor mode: action `monitor`, with
-//!   `would:<action>` among the reasons.
+//! - **Score** (the trust score, 1 = certainly hostile): `1 - Π(1 - s) · Π(1 - w·m)` over the
+//!   fired rules' severity scores `s` and every model's score `m` (clamped to 0..1) times its
+//!   weight `w`.
+//! - **Action**: the strictest action among the fired rules and the models whose thresholds
+//!   the score reached, counting those in `enforce` mode; when only `monitor`-mode rules or
+//!   models acted, or the policy is in global monitor mode: action `monitor`, with
+//!   `would:<action>` among the reasons. The origin is `rule` or `model`, whichever gave the
+//!   action (a rule, when both give the same one).
+//! - **Reasons**: `rule:<id>` per fired rule, `model:<name>@<version>=<score>` per model that
+//!   reached a threshold (the scorer adds the model's top contributing features after them).
 //! - **Hysteresis**: no new decision while one at least as strict is active for more than half
 //!   of the new TTL, so a subject does not flap and the feed is not flooded.
 //! - **Escalation**: a repeat offender (`escalate_after` decisions within `repeat_window_secs`)
@@ -52,6 +58,45 @@ impl Default for PolicyConfig {
             max_history: 1_000_000,
         }
     }
+}
+
+/// What one model said about a subject's feature row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelSignal<'a> {
+    pub name: &'a str,
+    pub version: u32,
+    pub score: f64,
+    /// Share of the score in the trust score (0 to 1).
+    pub weight: f64,
+    /// The strictest action whose threshold the score reached; `None` below all of them.
+    pub action: Option<Action>,
+    /// `false`: the model runs in monitor (shadow) mode.
+    pub enforce: bool,
+    pub ttl_secs: u64,
+}
+
+/// The trust score of a subject given the rules that fired and the models' scores.
+pub fn trust_score(fired: &[&CompiledRule], models: &[ModelSignal<'_>]) -> f64 {
+    let rules: f64 = fired
+        .iter()
+        .map(|r| 1.0 - r.spec.severity.score())
+        .product();
+    let models: f64 = models
+        .iter()
+        .map(|m| 1.0 - m.weight.clamp(0.0, 1.0) * m.score.clamp(0.0, 1.0))
+        .product();
+    (1.0 - rules * models).clamp(0.0, 1.0)
+}
+
+/// One source of an action: a fired rule or a model over a threshold.
+#[derive(Clone, Copy)]
+struct Candidate {
+    action: Action,
+    /// Ties between equal actions go to the higher rank (severity score, model score).
+    rank: f64,
+    enforce: bool,
+    ttl_secs: u64,
+    origin: &'static str,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -114,44 +159,62 @@ impl Policy {
                 .is_some_and(|ip| self.allow_cidrs.iter().any(|c| c.contains(ip)))
     }
 
-    /// The decision for `subject` at event time `t_us` given the rules that fired, or `None`
-    /// (allow-listed, nothing fired, or an active decision already covers it).
+    /// The decision for `subject` at event time `t_us` given the rules that fired and the
+    /// models' signals, or `None` (allow-listed, nothing fired or reached a threshold, or an
+    /// active decision already covers it).
     pub fn decide(
         &mut self,
         kind: SubjectKind,
         id: &str,
         t_us: i64,
         fired: &[&CompiledRule],
+        models: &[ModelSignal<'_>],
     ) -> Option<Decision> {
-        if fired.is_empty() || self.allowed(kind, id) {
+        let acting: Vec<&ModelSignal<'_>> = models.iter().filter(|m| m.action.is_some()).collect();
+        if (fired.is_empty() && acting.is_empty()) || self.allowed(kind, id) {
             return None;
         }
-        let score = 1.0
-            - fired
-                .iter()
-                .map(|r| 1.0 - r.spec.severity.score())
-                .product::<f64>();
-        let enforcing: Vec<&CompiledRule> = fired
+        let score = trust_score(fired, models);
+        let candidates: Vec<Candidate> = fired
             .iter()
-            .copied()
-            .filter(|r| r.spec.mode == RuleMode::Enforce)
+            .map(|r| Candidate {
+                action: r.spec.action,
+                rank: r.spec.severity.score(),
+                enforce: r.spec.mode == RuleMode::Enforce,
+                ttl_secs: r.spec.ttl_secs,
+                origin: "rule",
+            })
+            .chain(acting.iter().filter_map(|m| {
+                Some(Candidate {
+                    action: m.action?,
+                    rank: m.score,
+                    enforce: m.enforce,
+                    ttl_secs: m.ttl_secs,
+                    origin: "model",
+                })
+            }))
             .collect();
-        let strictest = enforcing
+        let strictest = |enforcing_only: bool| {
+            candidates
+                .iter()
+                .filter(|c| c.enforce || !enforcing_only)
+                .copied()
+                // Equal actions: a rule (explicit, with its throttle rate) before a model.
+                .max_by(|a, b| {
+                    a.action
+                        .cmp(&b.action)
+                        .then((a.origin == "rule").cmp(&(b.origin == "rule")))
+                        .then(a.rank.total_cmp(&b.rank))
+                })
+        };
+        let enforcing = strictest(true);
+        let strictest = enforcing.or_else(|| strictest(false))?;
+        let mut action = strictest.action;
+        let mut ttl_secs = candidates
             .iter()
-            .copied()
-            .max_by_key(|r| (r.spec.action, r.spec.severity))
-            .or_else(|| {
-                fired
-                    .iter()
-                    .copied()
-                    .max_by_key(|r| (r.spec.action, r.spec.severity))
-            })?;
-        let mut action = strictest.spec.action;
-        let mut ttl_secs = fired
-            .iter()
-            .map(|r| r.spec.ttl_secs)
+            .map(|c| c.ttl_secs)
             .max()
-            .unwrap_or(strictest.spec.ttl_secs);
+            .unwrap_or(strictest.ttl_secs);
 
         let key = (kind, id.to_string());
         let prior = self.history.get(&key).copied();
@@ -168,7 +231,7 @@ impl Policy {
             let doublings = (offences - self.cfg.escalate_after).min(16);
             ttl_secs = (ttl_secs << doublings).min(self.cfg.max_ttl_secs);
         }
-        let shadow = self.cfg.monitor_only || enforcing.is_empty();
+        let shadow = self.cfg.monitor_only || enforcing.is_none();
         let recorded = if shadow { Action::Monitor } else { action };
         // Hysteresis: an active decision at least as strict, with more than half the new TTL
         // left, already covers this.
@@ -201,14 +264,18 @@ impl Policy {
         let mut d = Decision::new(
             Subject::new(kind, id),
             recorded,
-            score.clamp(0.0, 1.0),
-            "rule",
+            score,
+            strictest.origin,
             Duration::from_secs(ttl_secs),
         );
         d.issued_at = UnixMicros(t_us);
         d.expires_at = UnixMicros(expires_us);
         for r in fired {
             d.reasons.push(format!("rule:{}", r.spec.id));
+        }
+        for m in &acting {
+            d.reasons
+                .push(format!("model:{}@{}={:.3}", m.name, m.version, m.score));
         }
         if shadow {
             d.reasons.push(format!("would:{}", action.as_str()));
@@ -217,6 +284,7 @@ impl Policy {
             d.reasons.push(format!("repeat_offender:{offences}"));
         }
         if action == Action::Throttle {
+            // Models name no rate: the rules' (or the enforcer's default) applies.
             d.throttle_rps = fired
                 .iter()
                 .filter_map(|r| r.spec.throttle_rps)
@@ -266,7 +334,7 @@ mode = "monitor"
         let set = rules();
         let both: Vec<&CompiledRule> = set.rules.iter().collect();
         let mut p = Policy::new(PolicyConfig::default()).unwrap();
-        let d = p.decide(SubjectKind::Ip, "1.2.3.4", 0, &both).unwrap();
+        let d = p.decide(SubjectKind::Ip, "1.2.3.4", 0, &both, &[]).unwrap();
         assert_eq!(
             d.action,
             Action::Throttle,
@@ -280,16 +348,19 @@ mode = "monitor"
         assert!((d.score - (1.0 - 0.2 * 0.45)).abs() < 1e-9);
         assert_eq!(d.expires_at.0 - d.issued_at.0, 10 * MIN);
         // still covered: no flapping
-        assert!(p.decide(SubjectKind::Ip, "1.2.3.4", MIN, &both).is_none());
+        assert!(
+            p.decide(SubjectKind::Ip, "1.2.3.4", MIN, &both, &[])
+                .is_none()
+        );
         // past half the TTL: renewed; the fourth offence in the hour escalates
         let d2 = p
-            .decide(SubjectKind::Ip, "1.2.3.4", 6 * MIN, &both)
+            .decide(SubjectKind::Ip, "1.2.3.4", 6 * MIN, &both, &[])
             .unwrap();
         assert_eq!(d2.action, Action::Throttle);
-        p.decide(SubjectKind::Ip, "1.2.3.4", 12 * MIN, &both)
+        p.decide(SubjectKind::Ip, "1.2.3.4", 12 * MIN, &both, &[])
             .unwrap();
         let d4 = p
-            .decide(SubjectKind::Ip, "1.2.3.4", 18 * MIN, &both)
+            .decide(SubjectKind::Ip, "1.2.3.4", 18 * MIN, &both, &[])
             .unwrap();
         assert_eq!(d4.action, Action::Block);
         assert_eq!(d4.expires_at.0 - d4.issued_at.0, 20 * MIN, "TTL doubled");
@@ -306,21 +377,29 @@ mode = "monitor"
             ..Default::default()
         })
         .unwrap();
-        assert!(p.decide(SubjectKind::Ip, "9.9.9.9", 0, &both).is_none());
-        assert!(p.decide(SubjectKind::Ip, "10.1.2.3", 0, &both).is_none());
+        assert!(
+            p.decide(SubjectKind::Ip, "9.9.9.9", 0, &both, &[])
+                .is_none()
+        );
+        assert!(
+            p.decide(SubjectKind::Ip, "10.1.2.3", 0, &both, &[])
+                .is_none()
+        );
         let mut shadow = Policy::new(PolicyConfig {
             monitor_only: true,
             ..Default::default()
         })
         .unwrap();
-        let d = shadow.decide(SubjectKind::Ip, "1.2.3.4", 0, &both).unwrap();
+        let d = shadow
+            .decide(SubjectKind::Ip, "1.2.3.4", 0, &both, &[])
+            .unwrap();
         assert_eq!(d.action, Action::Monitor);
         assert!(d.reasons.contains(&"would:throttle".to_string()));
         let only_shadow: Vec<&CompiledRule> =
             set.rules.iter().filter(|r| r.spec.id == "shadow").collect();
         let mut p = Policy::new(PolicyConfig::default()).unwrap();
         let d = p
-            .decide(SubjectKind::Ip, "5.5.5.5", 0, &only_shadow)
+            .decide(SubjectKind::Ip, "5.5.5.5", 0, &only_shadow, &[])
             .unwrap();
         assert_eq!(
             (d.action, d.reasons.last().map(String::as_str)),
@@ -336,5 +415,69 @@ mode = "monitor"
             e.to_string().contains("scoring.policy.allow_cidrs[0]"),
             "{e}"
         );
+    }
+
+    fn signal(action: Option<Action>, enforce: bool) -> ModelSignal<'static> {
+        ModelSignal {
+            name: "abuse",
+            version: 3,
+            score: 0.93,
+            weight: 1.0,
+            action,
+            enforce,
+            ttl_secs: 1200,
+        }
+    }
+
+    #[test]
+    fn models_alone_decide_and_combine_with_rules() {
+        let mut p = Policy::new(PolicyConfig::default()).unwrap();
+        assert!(
+            p.decide(SubjectKind::Ip, "7.7.7.7", 0, &[], &[signal(None, true)])
+                .is_none(),
+            "below every threshold: nothing"
+        );
+        let d = p
+            .decide(
+                SubjectKind::Ip,
+                "7.7.7.7",
+                0,
+                &[],
+                &[signal(Some(Action::StepUp), true)],
+            )
+            .unwrap();
+        assert_eq!((d.action, d.origin.as_str()), (Action::StepUp, "model"));
+        assert_eq!(d.reasons, ["model:abuse@3=0.930"]);
+        assert!((d.score - 0.93).abs() < 1e-9);
+        assert_eq!(d.expires_at.0 - d.issued_at.0, 20 * MIN);
+
+        // A stricter rule gives the action; the model's score still raises the trust score.
+        let set = rules();
+        let hard: Vec<&CompiledRule> = set.rules.iter().filter(|r| r.spec.id == "hard").collect();
+        let d = p
+            .decide(
+                SubjectKind::Ip,
+                "8.8.8.8",
+                0,
+                &hard,
+                &[signal(Some(Action::StepUp), true)],
+            )
+            .unwrap();
+        assert_eq!((d.action, d.origin.as_str()), (Action::Throttle, "rule"));
+        assert!((d.score - (1.0 - 0.2 * 0.07)).abs() < 1e-9);
+        assert_eq!(d.reasons, ["rule:hard", "model:abuse@3=0.930"]);
+
+        // A model in monitor mode only records what it would do.
+        let d = p
+            .decide(
+                SubjectKind::Ip,
+                "9.9.9.9",
+                0,
+                &[],
+                &[signal(Some(Action::Throttle), false)],
+            )
+            .unwrap();
+        assert_eq!(d.action, Action::Monitor);
+        assert_eq!(d.reasons.last().map(String::as_str), Some("would:throttle"));
     }
 }

@@ -4,14 +4,16 @@
 //! evaluated — its feature row computed and the rules of its kind run on it — at most once per
 //! `eval_interval_secs` of its own event time while it is active, and at the end of each batch,
 //! so a burst inside a batch is seen when it happens, not when the batch ends. Rules run
-//! vectorized over all the rows of a kind at once.
+//! vectorized over all the rows of a kind at once, and so do the models: one batched inference
+//! per model and kind per call of [`Scorer::score_batch`], never one per event.
 
 use crate::ScoringError;
 use crate::features::{
     FeatureBatchBuilder, FeatureConfig, FeatureStore, KINDS, Observation, features_schema,
     is_sensitive,
 };
-use crate::policy::{Policy, PolicyConfig};
+use crate::model::{ModelMode, ModelSet, ModelsConfig};
+use crate::policy::{ModelSignal, Policy, PolicyConfig, trust_score};
 use crate::rules::ReloadableRules;
 use arrow::array::{
     Array, Float64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
@@ -35,6 +37,8 @@ pub struct ScoringConfig {
     pub eval_interval_secs: u64,
     pub features: FeatureConfig,
     pub policy: PolicyConfig,
+    /// ONNX models (`[scoring.models]`): the built-in ones by default.
+    pub models: ModelsConfig,
 }
 
 impl Default for ScoringConfig {
@@ -44,6 +48,7 @@ impl Default for ScoringConfig {
             eval_interval_secs: 5,
             features: FeatureConfig::default(),
             policy: PolicyConfig::default(),
+            models: ModelsConfig::default(),
         }
     }
 }
@@ -53,7 +58,8 @@ impl Default for ScoringConfig {
 pub struct ScoringOutput {
     /// One row per evaluation: kind, subject, timestamp and the features.
     pub features: Vec<RecordBatch>,
-    /// The `scores` rows: kind, subject, timestamp, score, rules fired.
+    /// The `scores` rows (rows where a rule fired or a model reached a threshold): kind,
+    /// subject, timestamp, trust score, rules fired, model scores.
     pub scores: Option<RecordBatch>,
     pub decisions: Vec<Decision>,
 }
@@ -96,6 +102,8 @@ pub fn scores_schema() -> SchemaRef {
         ),
         Field::new("score", DataType::Float64, false),
         Field::new("rules", DataType::Utf8, true),
+        // Every model's score on the row: `name@version=score`, comma-separated.
+        Field::new("models", DataType::Utf8, true),
     ]))
 }
 
@@ -103,6 +111,10 @@ pub struct Scorer {
     store: FeatureStore,
     rules: ReloadableRules,
     policy: Policy,
+    models: ModelSet,
+    /// Per model: the input rows of the kind being decided, and their scores.
+    model_rows: Vec<Vec<f32>>,
+    model_scores: Vec<Vec<f32>>,
     schema: SchemaRef,
     eval_interval_us: i64,
     /// Last evaluation time per (kind index, subject key).
@@ -122,10 +134,14 @@ impl Scorer {
         let store = FeatureStore::new(cfg.features.clone())?;
         let schema = features_schema(store.windows());
         let rules = ReloadableRules::load(cfg.rules_path.as_deref(), schema.clone())?;
+        let models = ModelSet::load(&cfg.models, &schema)?;
         Ok(Self {
             store,
             rules,
             policy: Policy::new(cfg.policy.clone())?,
+            model_rows: vec![Vec::new(); models.models.len()],
+            model_scores: vec![Vec::new(); models.models.len()],
+            models,
             schema,
             eval_interval_us: cfg.eval_interval_secs as i64 * 1_000_000,
             last_eval: HashMap::new(),
@@ -144,6 +160,10 @@ impl Scorer {
 
     pub fn rules(&self) -> &ReloadableRules {
         &self.rules
+    }
+
+    pub fn models(&self) -> &ModelSet {
+        &self.models
     }
 
     /// Scores one batch of events (the `events` schema).
@@ -233,6 +253,22 @@ impl Scorer {
         }
     }
 
+    /// Runs every model that scores `kind` over the kind's feature rows, leaving the inputs in
+    /// `model_rows` and the scores in `model_scores` (empty for models that skip the kind).
+    fn run_models(&mut self, kind: SubjectKind, batch: &RecordBatch) -> Result<(), ScoringError> {
+        for (i, m) in self.models.models.iter().enumerate() {
+            let rows = &mut self.model_rows[i];
+            let scores = &mut self.model_scores[i];
+            rows.clear();
+            scores.clear();
+            if m.scores_kind(kind) {
+                m.gather(kind, batch, rows)?;
+                m.predict(rows, scores)?;
+            }
+        }
+        Ok(())
+    }
+
     fn decide(
         &mut self,
         mut builders: Vec<FeatureBatchBuilder>,
@@ -244,6 +280,7 @@ impl Scorer {
         let mut s_ts = TimestampMicrosecondBuilder::new().with_timezone("+00:00");
         let mut s_score = Float64Builder::new();
         let mut s_rules = StringBuilder::new();
+        let mut s_models = StringBuilder::new();
         for (ki, b) in builders.iter_mut().enumerate() {
             let batch = b.finish();
             if batch.num_rows() == 0 {
@@ -251,36 +288,76 @@ impl Scorer {
             }
             let kind = KINDS[ki];
             let fired = rules.evaluate(kind, &batch)?;
-            if !fired.is_empty() {
-                let subjects: &StringArray = column(&batch, "subject")?;
-                let ts: &TimestampMicrosecondArray = column(&batch, "timestamp")?;
-                for row in 0..batch.num_rows() {
-                    let hits: Vec<&crate::rules::CompiledRule> = fired
-                        .iter()
-                        .filter(|(_, mask)| mask.is_valid(row) && mask.value(row))
-                        .map(|(i, _)| &rules.rules[*i])
-                        .collect();
-                    if hits.is_empty() {
+            self.run_models(kind, &batch)?;
+            let mut signals: Vec<ModelSignal<'_>> = Vec::with_capacity(self.models.models.len());
+            let subjects: &StringArray = column(&batch, "subject")?;
+            let ts: &TimestampMicrosecondArray = column(&batch, "timestamp")?;
+            for row in 0..batch.num_rows() {
+                let hits: Vec<&crate::rules::CompiledRule> = fired
+                    .iter()
+                    .filter(|(_, mask)| mask.is_valid(row) && mask.value(row))
+                    .map(|(i, _)| &rules.rules[*i])
+                    .collect();
+                signals.clear();
+                for (m, scores) in self.models.models.iter().zip(&self.model_scores) {
+                    let Some(score) = scores.get(row) else {
                         continue;
-                    }
-                    let score = 1.0
-                        - hits
-                            .iter()
-                            .map(|r| 1.0 - r.spec.severity.score())
-                            .product::<f64>();
-                    s_kind.append_value(kind.as_str());
-                    s_subject.append_value(subjects.value(row));
-                    s_ts.append_value(ts.value(row));
-                    s_score.append_value(score);
+                    };
+                    let score = f64::from(*score);
+                    signals.push(ModelSignal {
+                        name: m.name(),
+                        version: m.version(),
+                        score,
+                        weight: m.weight,
+                        action: m.thresholds.action(score),
+                        enforce: m.mode == ModelMode::Enforce,
+                        ttl_secs: m.ttl_secs,
+                    });
+                }
+                if hits.is_empty() && signals.iter().all(|m| m.action.is_none()) {
+                    continue;
+                }
+                s_kind.append_value(kind.as_str());
+                s_subject.append_value(subjects.value(row));
+                s_ts.append_value(ts.value(row));
+                s_score.append_value(trust_score(&hits, &signals));
+                if hits.is_empty() {
+                    s_rules.append_null();
+                } else {
                     let names: Vec<&str> = hits.iter().map(|r| r.spec.id.as_str()).collect();
                     s_rules.append_value(names.join(","));
-                    if let Some(d) =
-                        self.policy
-                            .decide(kind, subjects.value(row), ts.value(row), &hits)
-                    {
-                        out.decisions.push(d);
+                }
+                if signals.is_empty() {
+                    s_models.append_null();
+                } else {
+                    let list: Vec<String> = signals
+                        .iter()
+                        .map(|m| format!("{}@{}={:.4}", m.name, m.version, m.score))
+                        .collect();
+                    s_models.append_value(list.join(","));
+                }
+                let Some(mut d) =
+                    self.policy
+                        .decide(kind, subjects.value(row), ts.value(row), &hits, &signals)
+                else {
+                    continue;
+                };
+                // Explanations cost one small inference each: only for decisions issued.
+                for (i, m) in self.models.models.iter().enumerate() {
+                    let Some(score) = self.model_scores[i].get(row) else {
+                        continue;
+                    };
+                    if m.thresholds.action(f64::from(*score)).is_none() {
+                        continue;
+                    }
+                    let w = m.width();
+                    let input = &self.model_rows[i][row * w..(row + 1) * w];
+                    for (feature, c) in m.explain(input, *score)? {
+                        d.reasons
+                            .push(format!("feature:{}:{feature}=+{c:.3}", m.name()));
                     }
                 }
+                out.decisions.push(d);
             }
             out.features.push(batch);
         }
@@ -292,6 +369,7 @@ impl Scorer {
                 Arc::new(s_ts.finish()),
                 Arc::new(s_score.finish()),
                 Arc::new(s_rules.finish()),
+                Arc::new(s_models.finish()),
             ],
         )?;
         out.scores = Some(scores);

@@ -1,7 +1,9 @@
 //! Detection quality on simulated traffic the rules were not tuned on (seeds other than the
-//! simulator's default 42): every attack scenario's subjects are flagged (step-up, throttle or
-//! block) within 60 s of event time after the attack starts, with recall ≥ 0.95 per scenario,
-//! and at most 0.1% of benign subjects are ever throttled or blocked. Prints the table.
+//! simulator's default 42) and the built-in models were not trained on (`models/train.py` uses
+//! none of 7, 1001, 2026, 42), with rules and models in the loop: every attack scenario's
+//! subjects are flagged (step-up, throttle or block) within 60 s of event time after the attack
+//! starts, with recall ≥ 0.95 per scenario, and at most 0.1% of benign subjects are ever
+//! throttled or blocked. Prints the table.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -19,6 +21,9 @@ struct Outcome {
     table: Vec<(String, usize, usize, f64)>,
     benign_subjects: usize,
     benign_blocked: Vec<String>,
+    /// Decisions whose action came from a model, and decisions naming a model among reasons.
+    model_origin: usize,
+    model_reasons: usize,
 }
 
 fn run(seed: u64, format: SimFormat, fmt: FormatName) -> Outcome {
@@ -137,6 +142,11 @@ fn run(seed: u64, format: SimFormat, fmt: FormatName) -> Outcome {
         table,
         benign_subjects: benign_only.len(),
         benign_blocked,
+        model_origin: decisions.iter().filter(|d| d.origin == "model").count(),
+        model_reasons: decisions
+            .iter()
+            .filter(|d| d.reasons.iter().any(|r| r.starts_with("model:")))
+            .count(),
     }
 }
 
@@ -156,6 +166,10 @@ fn check(name: &str, o: &Outcome) {
         o.benign_subjects,
         o.benign_blocked.len(),
         rate * 100.0
+    );
+    println!(
+        "decisions from models: {}, naming a model: {}",
+        o.model_origin, o.model_reasons
     );
     if rate > 0.001 {
         failures.push(format!(

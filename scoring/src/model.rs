@@ -1,0 +1,831 @@
+//! ONNX models: manifests, loading and validation with tract, batched inference and
+//! explanations.
+//!
+//! A model is a directory holding a manifest (`model.toml`) and an ONNX file. The manifest names
+//! the model and its version, the ONNX input tensor and the feature columns that fill it (in
+//! order), what to put in place of a missing feature, the output tensor and what it means, the
+//! score thresholds of each action, and the baseline used to explain a score:
+//!
+//! ```toml
+//! name = "abuse"
+//! version = 1
+//! type = "classifier"            # or "anomaly"
+//! onnx = "model.onnx"            # relative to the manifest
+//! kinds = ["identity", "ip"]     # subject kinds it scores (default: all)
+//! weight = 1.0                   # share of the score in the trust score (0 to 1)
+//! mode = "enforce"               # or "monitor": actions recorded as monitor, would:<action>
+//! ttl_secs = 900                 # TTL of the decisions it causes
+//! [input]
+//! name = "features"              # float32 [N, len(features)]
+//! features = ["kind_ip", "auth_failures_1m", "distinct_identities_1m"]
+//! fill = { interval_cv = 1.0 }   # a missing (null) feature's value; unlisted: 0.0
+//! [output]
+//! name = "score"                 # float32 [N, 1] (or [N])
+//! meaning = "probability that the subject is attacking"
+//! [thresholds]                   # the strictest action whose threshold the score reaches
+//! monitor = 0.5
+//! step_up = 0.9
+//! throttle = 0.98
+//! [explain]
+//! baseline = [0.0, 0.0, 0.0]     # per input; default: the fill values
+//! ```
+//!
+//! Inputs are feature names of the catalogue (for the configured windows) or `kind_identity`,
+//! `kind_session`, `kind_ip`, `kind_api_key` (1.0 on rows of that subject kind, else 0.0).
+//!
+//! Guarantees: a model whose manifest does not parse, names an unknown feature, disagrees with
+//! the ONNX graph (input width, tensor names, output shape) or whose ONNX file tract cannot
+//! load is rejected when the scorer is built, with an error naming the file and the key. No
+//! NaN reaches a model: nulls and non-finite values are replaced by the fill value. Inference
+//! runs over whole batches of feature rows (plans compiled for [`SMALL_BATCH`] and
+//! [`BATCH`] rows; the last chunk is padded).
+//!
+//! Explanations are by occlusion: each input in turn is set to its baseline value and the
+//! drop in the score is its contribution. For a linear model on standardized inputs this ranks
+//! features as coefficient × standardized value does; for others it is a local approximation
+//! that ignores interactions between features. `kind_*` inputs are never reported.
+
+use crate::ScoringError;
+use arrow::array::{Array, Float64Array, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+use tract_onnx::pb::type_proto::Value as TypeValue;
+use tract_onnx::prelude::*;
+use vigil_enforce::{Action, SubjectKind};
+
+/// Rows per inference call for large rounds.
+pub const BATCH: usize = 256;
+/// Rows per inference call for small rounds (and explanations of narrow models).
+pub const SMALL_BATCH: usize = 16;
+
+/// A model shipped inside the binary: `models/<dir>/model.toml` and its ONNX file.
+pub struct BuiltinModel {
+    pub dir: &'static str,
+    pub manifest: &'static str,
+    pub onnx: &'static [u8],
+}
+
+/// The models vigil ships, trained by `models/train.py`.
+pub const BUILTIN: &[BuiltinModel] = &[
+    BuiltinModel {
+        dir: "abuse",
+        manifest: include_str!("../../models/abuse/model.toml"),
+        onnx: include_bytes!("../../models/abuse/model.onnx"),
+    },
+    BuiltinModel {
+        dir: "anomaly",
+        manifest: include_str!("../../models/anomaly/model.toml"),
+        onnx: include_bytes!("../../models/anomaly/model.onnx"),
+    },
+];
+
+/// `[scoring.models]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Run models at all. Default true.
+    pub enabled: bool,
+    /// Load the models built into the binary (`abuse`, `anomaly`). Default true.
+    pub builtin: bool,
+    /// More model directories, each with a `model.toml`. Default none.
+    pub dirs: Vec<PathBuf>,
+    /// Per-model settings by model name: `[scoring.models.overrides.abuse]`.
+    pub overrides: BTreeMap<String, ModelOverride>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            builtin: true,
+            dirs: Vec::new(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[scoring.models.overrides.NAME]`: what the deployment changes in a model's manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelOverride {
+    /// `false` leaves the model out. Default true.
+    pub enabled: Option<bool>,
+    /// `enforce` or `monitor` (shadow mode for this model). Default: the manifest's.
+    pub mode: Option<ModelMode>,
+    /// Thresholds replacing the manifest's, key by key.
+    pub thresholds: Thresholds,
+    /// TTL of the decisions the model causes. Default: the manifest's.
+    pub ttl_secs: Option<u64>,
+    /// Share of the model's score in the trust score. Default: the manifest's.
+    pub weight: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelMode {
+    #[default]
+    Enforce,
+    /// Shadow mode: decisions the model causes are recorded as `monitor`.
+    Monitor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelType {
+    /// Supervised: the score estimates the probability of abuse.
+    Classifier,
+    /// Unsupervised: the score says how unusual the row is.
+    Anomaly,
+}
+
+/// Score at or above which each action applies; absent: never.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    pub monitor: Option<f64>,
+    pub step_up: Option<f64>,
+    pub throttle: Option<f64>,
+    pub block: Option<f64>,
+}
+
+impl Thresholds {
+    fn entries(&self) -> [(Action, &'static str, Option<f64>); 4] {
+        [
+            (Action::Monitor, "monitor", self.monitor),
+            (Action::StepUp, "step_up", self.step_up),
+            (Action::Throttle, "throttle", self.throttle),
+            (Action::Block, "block", self.block),
+        ]
+    }
+
+    /// The strictest action whose threshold `score` reaches.
+    pub fn action(&self, score: f64) -> Option<Action> {
+        self.entries()
+            .into_iter()
+            .rev()
+            .find(|(_, _, t)| t.is_some_and(|t| score >= t))
+            .map(|(a, _, _)| a)
+    }
+
+    fn overlay(mut self, o: &Thresholds) -> Self {
+        self.monitor = o.monitor.or(self.monitor);
+        self.step_up = o.step_up.or(self.step_up);
+        self.throttle = o.throttle.or(self.throttle);
+        self.block = o.block.or(self.block);
+        self
+    }
+
+    /// Finite, and a stricter action never needs a lower score than a weaker one.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let mut last: Option<(&str, f64)> = None;
+        for (_, key, t) in self.entries() {
+            let Some(t) = t else { continue };
+            if !t.is_finite() {
+                return Err((
+                    format!("thresholds.{key}"),
+                    "must be a finite number".into(),
+                ));
+            }
+            if let Some((weaker, lt)) = last
+                && t < lt
+            {
+                return Err((
+                    format!("thresholds.{key}"),
+                    format!("{t} is below thresholds.{weaker} = {lt}"),
+                ));
+            }
+            last = Some((key, t));
+        }
+        Ok(())
+    }
+}
+
+fn all_kinds() -> Vec<SubjectKind> {
+    crate::features::KINDS.to_vec()
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// `model.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: u32,
+    #[serde(rename = "type")]
+    pub model_type: ModelType,
+    #[serde(default)]
+    pub description: String,
+    /// ONNX file, relative to the manifest's directory.
+    pub onnx: String,
+    #[serde(default = "all_kinds")]
+    pub kinds: Vec<SubjectKind>,
+    #[serde(default = "one")]
+    pub weight: f64,
+    #[serde(default)]
+    pub mode: ModelMode,
+    pub ttl_secs: u64,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    #[serde(default)]
+    pub explain: ExplainSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub fill: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub name: String,
+    #[serde(default)]
+    pub meaning: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainSpec {
+    /// Value each input is set to when measuring its contribution; default the fill values.
+    #[serde(default)]
+    pub baseline: Vec<f64>,
+    /// Contributions reported per decision. Default 3.
+    #[serde(default = "three")]
+    pub top: usize,
+}
+
+fn three() -> usize {
+    3
+}
+
+impl Default for ExplainSpec {
+    fn default() -> Self {
+        Self {
+            baseline: Vec::new(),
+            top: 3,
+        }
+    }
+}
+
+/// Where one model input comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Column index in the feature batch.
+    Column(usize),
+    /// 1.0 on rows of this kind.
+    Kind(SubjectKind),
+}
+
+type Plan = TypedSimplePlan<TypedModel>;
+
+/// A loaded, validated model.
+pub struct Model {
+    pub manifest: Manifest,
+    /// The manifest's path (or `builtin:<dir>/model.toml`), for messages.
+    pub origin: String,
+    /// Thresholds, mode, TTL and weight after the config's override.
+    pub thresholds: Thresholds,
+    pub mode: ModelMode,
+    pub ttl_secs: u64,
+    pub weight: f64,
+    sources: Vec<Source>,
+    fill: Vec<f32>,
+    baseline: Vec<f32>,
+    small: Plan,
+    large: Plan,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+fn model_err(file: &str, key: &str, message: impl Into<String>) -> ScoringError {
+    let key = if key.is_empty() {
+        file.to_string()
+    } else {
+        format!("{file}: {key}")
+    };
+    ScoringError::config(key, message)
+}
+
+const KIND_INPUTS: [(&str, SubjectKind); 4] = [
+    ("kind_identity", SubjectKind::Identity),
+    ("kind_session", SubjectKind::Session),
+    ("kind_ip", SubjectKind::Ip),
+    ("kind_api_key", SubjectKind::ApiKey),
+];
+
+impl Model {
+    /// Loads a model from its manifest text and ONNX bytes, validated against the feature
+    /// `schema`; `manifest_origin` and `onnx_origin` name the files in errors.
+    pub fn from_parts(
+        manifest_text: &str,
+        manifest_origin: &str,
+        onnx: &[u8],
+        onnx_origin: &str,
+        schema: &SchemaRef,
+        over: Option<&ModelOverride>,
+    ) -> Result<Self, ScoringError> {
+        let m: Manifest = toml::from_str(manifest_text)
+            .map_err(|e| model_err(manifest_origin, "", e.to_string()))?;
+        let bad = |key: &str, msg: String| model_err(manifest_origin, key, msg);
+        if m.name.is_empty()
+            || !m
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(bad(
+                "name",
+                format!("`{}`: use letters, digits, `_` or `-`", m.name),
+            ));
+        }
+        if m.kinds.is_empty() {
+            return Err(bad("kinds", "name at least one subject kind".into()));
+        }
+        if m.input.features.is_empty() {
+            return Err(bad("input.features", "name at least one feature".into()));
+        }
+        let mut sources = Vec::with_capacity(m.input.features.len());
+        let mut seen = HashSet::new();
+        for (i, f) in m.input.features.iter().enumerate() {
+            if !seen.insert(f.as_str()) {
+                return Err(bad(
+                    &format!("input.features[{i}]"),
+                    format!("`{f}` is listed twice"),
+                ));
+            }
+            let src = if let Some((_, k)) = KIND_INPUTS.iter().find(|(n, _)| n == f) {
+                Source::Kind(*k)
+            } else {
+                match schema.index_of(f) {
+                    Ok(c) if c >= 3 => Source::Column(c),
+                    _ => {
+                        return Err(bad(
+                            &format!("input.features[{i}]"),
+                            format!(
+                                "unknown feature `{f}` (not in the feature catalogue for the \
+                                 configured windows, nor a kind_* input)"
+                            ),
+                        ));
+                    }
+                }
+            };
+            sources.push(src);
+        }
+        for (name, v) in &m.input.fill {
+            if !seen.contains(name.as_str()) {
+                return Err(bad(
+                    &format!("input.fill.{name}"),
+                    "not one of input.features".into(),
+                ));
+            }
+            if !v.is_finite() {
+                return Err(bad(&format!("input.fill.{name}"), "must be finite".into()));
+            }
+        }
+        let fill: Vec<f32> = m
+            .input
+            .features
+            .iter()
+            .map(|f| m.input.fill.get(f).copied().unwrap_or(0.0) as f32)
+            .collect();
+        let baseline: Vec<f32> = if m.explain.baseline.is_empty() {
+            fill.clone()
+        } else if m.explain.baseline.len() != fill.len() {
+            return Err(bad(
+                "explain.baseline",
+                format!(
+                    "has {} values for {} input features",
+                    m.explain.baseline.len(),
+                    fill.len()
+                ),
+            ));
+        } else if m.explain.baseline.iter().any(|v| !v.is_finite()) {
+            return Err(bad("explain.baseline", "values must be finite".into()));
+        } else {
+            m.explain.baseline.iter().map(|v| *v as f32).collect()
+        };
+
+        let over = over.cloned().unwrap_or_default();
+        let thresholds = m.thresholds.overlay(&over.thresholds);
+        m.thresholds.validate().map_err(|(k, msg)| bad(&k, msg))?;
+        thresholds.validate().map_err(|(k, msg)| {
+            ScoringError::config(format!("scoring.models.overrides.{}.{k}", m.name), msg)
+        })?;
+        let weight = over.weight.unwrap_or(m.weight);
+        if !(0.0..=1.0).contains(&weight) {
+            let key = if over.weight.is_some() {
+                format!("scoring.models.overrides.{}.weight", m.name)
+            } else {
+                format!("{manifest_origin}: weight")
+            };
+            return Err(ScoringError::config(key, "must be between 0 and 1"));
+        }
+
+        let width = fill.len();
+        let (small, large) = compile(onnx, onnx_origin, manifest_origin, &m, width)?;
+        Ok(Self {
+            mode: over.mode.unwrap_or(m.mode),
+            ttl_secs: over.ttl_secs.unwrap_or(m.ttl_secs),
+            thresholds,
+            weight,
+            origin: manifest_origin.to_string(),
+            manifest: m,
+            sources,
+            fill,
+            baseline,
+            small,
+            large,
+        })
+    }
+
+    /// Loads `dir/model.toml` and the ONNX file it names.
+    pub fn from_dir(
+        dir: &Path,
+        schema: &SchemaRef,
+        overrides: &BTreeMap<String, ModelOverride>,
+    ) -> Result<Self, ScoringError> {
+        let manifest_path = dir.join("model.toml");
+        let origin = manifest_path.display().to_string();
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| model_err(&origin, "", format!("cannot read: {e}")))?;
+        let name = toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|t| t.get("name").and_then(|v| v.as_str()).map(str::to_string));
+        let onnx_name = toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|t| t.get("onnx").and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "model.onnx".into());
+        let onnx_path = dir.join(&onnx_name);
+        let onnx_origin = onnx_path.display().to_string();
+        let bytes = std::fs::read(&onnx_path)
+            .map_err(|e| model_err(&origin, "onnx", format!("cannot read {onnx_origin}: {e}")))?;
+        let over = name.as_deref().and_then(|n| overrides.get(n));
+        Self::from_parts(&text, &origin, &bytes, &onnx_origin, schema, over)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn version(&self) -> u32 {
+        self.manifest.version
+    }
+
+    /// Number of inputs per row.
+    pub fn width(&self) -> usize {
+        self.fill.len()
+    }
+
+    /// The input feature names, in order.
+    pub fn inputs(&self) -> &[String] {
+        &self.manifest.input.features
+    }
+
+    pub fn scores_kind(&self, kind: SubjectKind) -> bool {
+        self.manifest.kinds.contains(&kind)
+    }
+
+    /// Appends the model's input rows for a feature batch of subjects of `kind` to `rows`
+    /// (row-major, [`Model::width`] values per row), missing values filled.
+    pub fn gather(
+        &self,
+        kind: SubjectKind,
+        batch: &RecordBatch,
+        rows: &mut Vec<f32>,
+    ) -> Result<(), ScoringError> {
+        let n = batch.num_rows();
+        let w = self.width();
+        let base = rows.len();
+        rows.resize(base + n * w, 0.0);
+        for (j, src) in self.sources.iter().enumerate() {
+            match *src {
+                Source::Kind(k) => {
+                    let v = f32::from(u8::from(k == kind));
+                    for r in 0..n {
+                        rows[base + r * w + j] = v;
+                    }
+                }
+                Source::Column(c) => {
+                    let col = batch
+                        .columns()
+                        .get(c)
+                        .and_then(|a| a.as_any().downcast_ref::<Float64Array>())
+                        .ok_or_else(|| {
+                            ScoringError::Schema(format!(
+                                "feature column {c} of model `{}` is missing or not Float64",
+                                self.name()
+                            ))
+                        })?;
+                    for r in 0..n {
+                        let v = if col.is_valid(r) {
+                            col.value(r) as f32
+                        } else {
+                            f32::NAN
+                        };
+                        rows[base + r * w + j] = if v.is_finite() { v } else { self.fill[j] };
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores `rows` (row-major, [`Model::width`] values each) in batches; one score per row.
+    pub fn predict(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ScoringError> {
+        let w = self.width();
+        let n = rows.len() / w;
+        out.reserve(n);
+        let mut done = 0;
+        while done < n {
+            let left = n - done;
+            let (plan, cap) = if left <= SMALL_BATCH {
+                (&self.small, SMALL_BATCH)
+            } else {
+                (&self.large, BATCH)
+            };
+            let take = left.min(cap);
+            let mut input = vec![0f32; cap * w];
+            input[..take * w].copy_from_slice(&rows[done * w..(done + take) * w]);
+            let tensor = Tensor::from_shape(&[cap, w], &input).map_err(|e| self.run_err(e))?;
+            let result = plan
+                .run(tvec!(tensor.into()))
+                .map_err(|e| self.run_err(e))?;
+            let scores = result
+                .first()
+                .ok_or_else(|| self.run_err("no output"))?
+                .as_slice::<f32>()
+                .map_err(|e| self.run_err(e))?;
+            out.extend(
+                scores[..take]
+                    .iter()
+                    .map(|s| if s.is_finite() { *s } else { 0.0 }),
+            );
+            done += take;
+        }
+        Ok(())
+    }
+
+    fn run_err(&self, e: impl std::fmt::Display) -> ScoringError {
+        ScoringError::Schema(format!("model {}: inference failed: {e}", self.origin))
+    }
+
+    /// The inputs that raised `score` most for one row: `(feature, contribution)`, at most
+    /// `explain.top` of them, largest first, positive contributions only.
+    pub fn explain(&self, row: &[f32], score: f32) -> Result<Vec<(&str, f32)>, ScoringError> {
+        let w = self.width();
+        let candidates: Vec<usize> = (0..w)
+            .filter(|j| {
+                matches!(self.sources[*j], Source::Column(_)) && row[*j] != self.baseline[*j]
+            })
+            .collect();
+        if candidates.is_empty() || self.manifest.explain.top == 0 {
+            return Ok(Vec::new());
+        }
+        let mut rows = Vec::with_capacity(candidates.len() * w);
+        for &j in &candidates {
+            rows.extend_from_slice(row);
+            let at = rows.len() - w + j;
+            rows[at] = self.baseline[j];
+        }
+        let mut occluded = Vec::with_capacity(candidates.len());
+        self.predict(&rows, &mut occluded)?;
+        let mut contrib: Vec<(&str, f32)> = candidates
+            .iter()
+            .zip(occluded)
+            .map(|(&j, s)| (self.manifest.input.features[j].as_str(), score - s))
+            .filter(|(_, c)| *c > 0.0)
+            .collect();
+        contrib.sort_by(|a, b| b.1.total_cmp(&a.1));
+        contrib.truncate(self.manifest.explain.top);
+        Ok(contrib)
+    }
+}
+
+/// Checks the ONNX graph against the manifest and compiles the two batch plans.
+fn compile(
+    onnx: &[u8],
+    onnx_origin: &str,
+    manifest_origin: &str,
+    m: &Manifest,
+    width: usize,
+) -> Result<(Plan, Plan), ScoringError> {
+    let framework = tract_onnx::onnx();
+    let proto = framework
+        .proto_model_for_read(&mut &onnx[..])
+        .map_err(|e| model_err(onnx_origin, "", format!("not a valid ONNX model: {e}")))?;
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| model_err(onnx_origin, "", "not a valid ONNX model: no graph"))?;
+    let initialized: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !initialized.contains(i.name.as_str()))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        return Err(model_err(
+            onnx_origin,
+            "",
+            format!("has {} inputs; vigil feeds exactly one", inputs.len()),
+        ));
+    };
+    if input.name != m.input.name {
+        return Err(model_err(
+            manifest_origin,
+            "input.name",
+            format!(
+                "`{}`, but the ONNX graph's input is `{}`",
+                m.input.name, input.name
+            ),
+        ));
+    }
+    let dims = declared_dims(input);
+    if let Some(dims) = &dims {
+        if dims.len() != 2 {
+            return Err(model_err(
+                onnx_origin,
+                "",
+                format!(
+                    "input `{}` has rank {}; expected [N, features]",
+                    input.name,
+                    dims.len()
+                ),
+            ));
+        }
+        if let Some(k) = dims[1]
+            && k != width as i64
+        {
+            return Err(model_err(
+                manifest_origin,
+                "input.features",
+                format!("lists {width} features but {onnx_origin} takes {k} inputs per row"),
+            ));
+        }
+    }
+    let Some(out_index) = graph.output.iter().position(|o| o.name == m.output.name) else {
+        let names: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+        return Err(model_err(
+            manifest_origin,
+            "output.name",
+            format!(
+                "`{}` is not an output of the graph ({names:?})",
+                m.output.name
+            ),
+        ));
+    };
+    let mut plans = Vec::with_capacity(2);
+    for rows in [SMALL_BATCH, BATCH] {
+        let model = framework
+            .model_for_proto_model(&proto)
+            .and_then(|model| model.with_input_fact(0, f32::fact([rows, width]).into()))
+            .and_then(|model| model.into_optimized())
+            .map_err(|e| model_err(onnx_origin, "", format!("tract cannot load it: {e:#}")))?;
+        let fact = model
+            .output_fact(out_index)
+            .map_err(|e| model_err(onnx_origin, "", format!("{e}")))?;
+        let shape = fact.shape.as_concrete().map(<[usize]>::to_vec);
+        let ok_shape = matches!(shape.as_deref(), Some([r, 1]) | Some([r]) if *r == rows);
+        if fact.datum_type != f32::datum_type() || !ok_shape {
+            return Err(model_err(
+                onnx_origin,
+                "",
+                format!(
+                    "output `{}` is {:?} {:?} for {rows} rows; expected float32 [N, 1]",
+                    m.output.name, fact.datum_type, fact.shape
+                ),
+            ));
+        }
+        let model = if out_index == 0 && model.outputs.len() == 1 {
+            model
+        } else {
+            let outlet = model.outputs[out_index];
+            let mut model = model;
+            model
+                .set_output_outlets(&[outlet])
+                .map_err(|e| model_err(onnx_origin, "", format!("{e}")))?;
+            model
+        };
+        plans.push(
+            model
+                .into_runnable()
+                .map_err(|e| model_err(onnx_origin, "", format!("tract cannot plan it: {e}")))?,
+        );
+    }
+    let large = plans.pop().expect("two plans");
+    let small = plans.pop().expect("two plans");
+    Ok((small, large))
+}
+
+/// The declared dimensions of a graph input (`None` per symbolic dimension), when declared.
+fn declared_dims(input: &tract_onnx::pb::ValueInfoProto) -> Option<Vec<Option<i64>>> {
+    let TypeValue::TensorType(t) = input.r#type.as_ref()?.value.as_ref()?;
+    let shape = t.shape.as_ref()?;
+    Some(
+        shape
+            .dim
+            .iter()
+            .map(|d| match d.value {
+                Some(Dim::DimValue(v)) => Some(v),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The models the scorer runs.
+#[derive(Debug, Default)]
+pub struct ModelSet {
+    pub models: Vec<Model>,
+}
+
+impl ModelSet {
+    /// Loads the configured models for the feature `schema`: the built-in ones (unless
+    /// disabled), then every configured directory. Names must be unique; overrides must name a
+    /// loaded model.
+    pub fn load(cfg: &ModelsConfig, schema: &SchemaRef) -> Result<Self, ScoringError> {
+        let mut models: Vec<Model> = Vec::new();
+        if cfg.enabled {
+            if cfg.builtin {
+                for b in BUILTIN {
+                    let origin = format!("builtin:models/{}/model.toml", b.dir);
+                    let onnx_origin = format!("builtin:models/{}/model.onnx", b.dir);
+                    let name = toml::from_str::<toml::Table>(b.manifest)
+                        .ok()
+                        .and_then(|t| t.get("name").and_then(|v| v.as_str()).map(str::to_string));
+                    let over = name.as_deref().and_then(|n| cfg.overrides.get(n));
+                    models.push(Model::from_parts(
+                        b.manifest,
+                        &origin,
+                        b.onnx,
+                        &onnx_origin,
+                        schema,
+                        over,
+                    )?);
+                }
+            }
+            for (i, dir) in cfg.dirs.iter().enumerate() {
+                let m = Model::from_dir(dir, schema, &cfg.overrides).map_err(|e| match e {
+                    ScoringError::Config { key, message } => ScoringError::Config {
+                        key: format!("scoring.models.dirs[{i}] -> {key}"),
+                        message,
+                    },
+                    other => other,
+                })?;
+                if let Some(prev) = models.iter().find(|p| p.name() == m.name()) {
+                    return Err(ScoringError::config(
+                        format!("scoring.models.dirs[{i}]"),
+                        format!(
+                            "model `{}` ({}) is already loaded from {}",
+                            m.name(),
+                            m.origin,
+                            prev.origin
+                        ),
+                    ));
+                }
+                models.push(m);
+            }
+        }
+        for name in cfg.overrides.keys() {
+            let known = models.iter().any(|m| m.name() == name)
+                || (cfg.builtin && BUILTIN.iter().any(|b| b.dir == name));
+            if !known && cfg.enabled {
+                return Err(ScoringError::config(
+                    format!("scoring.models.overrides.{name}"),
+                    "no model of that name is loaded",
+                ));
+            }
+        }
+        models.retain(|m| {
+            cfg.overrides
+                .get(m.name())
+                .and_then(|o| o.enabled)
+                .unwrap_or(true)
+        });
+        Ok(Self { models })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}
