@@ -103,7 +103,6 @@ impl ReplayScoring {
 pub struct ReadOutcome {
     pub stats: Arc<IngestStats>,
     pub bytes_read: u64,
-    pub elapsed_secs: f64,
     pub dead_letters_path: PathBuf,
 }
 
@@ -149,7 +148,6 @@ pub fn read_logs(
     let batch_max = cfg.pipeline.batch_max_events;
     let mut builder = EventBatchBuilder::with_capacity(batch_max.min(65_536));
     let mut dead = Vec::new();
-    let started = Instant::now();
     let mut bytes_read = 0u64;
     for path in &input.files {
         let (mut reader, stream): (Box<dyn Read>, String) = if path.as_os_str() == "-" {
@@ -217,7 +215,6 @@ pub fn read_logs(
     Ok(ReadOutcome {
         stats,
         bytes_read,
-        elapsed_secs: started.elapsed().as_secs_f64(),
         dead_letters_path: dl_path,
     })
 }
@@ -250,23 +247,42 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                 .transpose()?,
         })
     };
+    // Parsing (this thread) and what follows it (the NDJSON writer and the scorer, on their own
+    // thread) overlap; a few batches in flight at most.
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
+    let consumer = std::thread::Builder::new()
+        .name("vigil-score".into())
+        .spawn(move || -> Result<Option<ReplayScoring>> {
+            for batch in rx {
+                if let Some(w) = events_out.as_mut() {
+                    write_ndjson(&mut *w, &batch)?;
+                }
+                if let Some(s) = scoring.as_mut() {
+                    s.score(&batch)?;
+                }
+            }
+            if let Some(mut w) = events_out {
+                w.flush()?;
+            }
+            if let Some(w) = scoring.as_mut().and_then(|s| s.out.as_mut()) {
+                w.flush()?;
+            }
+            Ok(scoring)
+        })
+        .context("cannot start the scoring thread")?;
     let read = read_logs(&args.input, &cfg, args.output == Output::Text, |batch| {
-        if let Some(w) = events_out.as_mut() {
-            write_ndjson(&mut *w, batch)?;
-        }
-        if let Some(s) = scoring.as_mut() {
-            s.score(batch)?;
-        }
-        Ok(())
-    })?;
-    if let Some(mut w) = events_out {
-        w.flush()?;
-    }
-    if let Some(w) = scoring.as_mut().and_then(|s| s.out.as_mut()) {
-        w.flush()?;
-    }
+        tx.send(batch.clone())
+            .map_err(|_| anyhow::anyhow!("the scoring stage stopped"))
+    });
+    drop(tx);
+    // the consumer's own error explains a read that stopped because the consumer did
+    let scoring = consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the scoring stage panicked"))??;
+    let read = read?;
     let stats = &read.stats;
-    let elapsed = read.elapsed_secs;
+    let elapsed = started.elapsed().as_secs_f64();
     let lines = stats.lines.load(Ordering::Relaxed);
     let summary = Summary {
         files: args.input.files.len(),
