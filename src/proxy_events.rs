@@ -56,6 +56,19 @@ fn record(e: &AccessEvent) -> AccessRecord<'_> {
     }
 }
 
+/// Appends one access event as one row, counted as a line and an event of the proxy source.
+fn append(
+    builder: &mut EventBatchBuilder,
+    norm: &mut Normalizer,
+    stats: &IngestStats,
+    e: &AccessEvent,
+    origin: &LineOrigin<'_>,
+) {
+    builder.append(&record(e), origin, 0, norm);
+    stats.lines.fetch_add(1, Ordering::Relaxed);
+    stats.events.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Turns the proxy's access events into event batches on `out` until the event queue closes
 /// or `shutdown` fires (the partial batch is sent first). `stream` names the proxy (its
 /// listen address) in each row's origin.
@@ -83,24 +96,22 @@ pub async fn forward(
     let gateway: Arc<str> = Arc::from(GATEWAY);
     let mut builder = EventBatchBuilder::with_capacity(BATCH_MAX);
     let mut position = 0u64;
+    let origin = |position| LineOrigin {
+        gateway: GATEWAY,
+        format: GATEWAY,
+        stream: &origin_stream,
+        id_seed: seed,
+        position,
+        sub: 0,
+    };
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let flush = tokio::select! {
             e = events.recv() => match e {
                 Some(e) => {
-                    let origin = LineOrigin {
-                        gateway: GATEWAY,
-                        format: GATEWAY,
-                        stream: &origin_stream,
-                        id_seed: seed,
-                        position,
-                        sub: 0,
-                    };
+                    append(&mut builder, &mut norm, &stats, &e, &origin(position));
                     position += 1;
-                    builder.append(&record(&e), &origin, 0, &mut norm);
-                    stats.lines.fetch_add(1, Ordering::Relaxed);
-                    stats.events.fetch_add(1, Ordering::Relaxed);
                     builder.len() >= BATCH_MAX
                 }
                 None => break,
@@ -119,18 +130,8 @@ pub async fn forward(
     }
     // what is already queued still counts
     while let Ok(e) = events.try_recv() {
-        let origin = LineOrigin {
-            gateway: GATEWAY,
-            format: GATEWAY,
-            stream: &origin_stream,
-            id_seed: seed,
-            position,
-            sub: 0,
-        };
+        append(&mut builder, &mut norm, &stats, &e, &origin(position));
         position += 1;
-        builder.append(&record(&e), &origin, 0, &mut norm);
-        stats.lines.fetch_add(1, Ordering::Relaxed);
-        stats.events.fetch_add(1, Ordering::Relaxed);
     }
     if !builder.is_empty() {
         let _ = out

@@ -326,7 +326,7 @@ async fn vigil_run_scores_its_proxys_traffic_and_enforces_the_result() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("vigil run starts");
-    let mut engine = Proxy {
+    let engine = Proxy {
         child,
         addr: format!("127.0.0.1:{proxy_port}").parse().unwrap(),
         admin: format!("127.0.0.1:{engine_port}").parse().unwrap(),
@@ -392,25 +392,6 @@ async fn vigil_run_scores_its_proxys_traffic_and_enforces_the_result() {
         }
     }
     drop(s);
-    let engine_pid = engine.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &engine_pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    loop {
-        if let Some(st) = engine.child.try_wait().unwrap() {
-            assert!(st.success(), "vigil run exited with {st}");
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "vigil run did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    engine.stop();
     stop.cancel();
 }
