@@ -29,8 +29,7 @@ pub const ENV_PREFIX: &str = "VIGIL__";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Directory for checkpoints, dead letters and (later) the analytics store. Default
-    /// `vigil-data`.
+    /// Directory for checkpoints, dead letters and the analytics store. Default `vigil-data`.
     pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub pipeline: PipelineConfig,
@@ -44,6 +43,10 @@ pub struct Config {
     pub proxy: Option<vigil_enforce::ProxyConfig>,
     /// Features, rules and the decision policy.
     pub scoring: vigil_scoring::ScoringConfig,
+    /// The analytics store (`events`, `scores`, `decisions`).
+    pub store: StoreSettings,
+    /// The HTTP API: tokens and SQL limits.
+    pub api: ApiConfig,
 }
 
 impl Default for Config {
@@ -58,7 +61,146 @@ impl Default for Config {
             sources: BTreeMap::new(),
             proxy: None,
             scoring: vigil_scoring::ScoringConfig::default(),
+            store: StoreSettings::default(),
+            api: ApiConfig::default(),
         }
+    }
+}
+
+/// `[store]`: the analytics store under `data_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Keep events, scores and decisions. Default true. When false, sources are acknowledged as
+    /// soon as a batch is scored, and SQL sees empty tables.
+    pub enabled: bool,
+    /// Directory of the Parquet files. Default `<data_dir>/store`.
+    pub dir: Option<PathBuf>,
+    /// Rows older than this (arrival) are flushed from memory to Parquet. Default 5000 ms.
+    pub flush_interval_ms: u64,
+    /// Memory held by unflushed rows (all tables) that triggers a flush. Default 67108864 (64 MiB).
+    pub hot_max_bytes: usize,
+    /// Hour partitions older than this many days are deleted; 0 keeps everything. Default 30.
+    pub retention_days: u64,
+    /// An hour partition with this many files is compacted into one. Default 8.
+    pub compact_min_files: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            flush_interval_ms: 5_000,
+            hot_max_bytes: 64 << 20,
+            retention_days: 30,
+            compact_min_files: 8,
+        }
+    }
+}
+
+impl StoreSettings {
+    pub fn store_config(&self, data_dir: &Path) -> vigil_ingest::store::StoreConfig {
+        vigil_ingest::store::StoreConfig {
+            dir: self.dir.clone().unwrap_or_else(|| data_dir.join("store")),
+            flush_interval: std::time::Duration::from_millis(self.flush_interval_ms),
+            hot_max_bytes: self.hot_max_bytes,
+            retention: (self.retention_days > 0)
+                .then(|| std::time::Duration::from_secs(self.retention_days * 86_400)),
+            compact_min_files: self.compact_min_files,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Queries: SQL, subjects, decisions, backtests, metrics, the decision stream.
+    Read,
+    /// Pushing logs (`/v1/ingest`, `/v1/logs`).
+    Ingest,
+    /// Everything, including manual decisions and rule reloads.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Ingest => "ingest",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One bearer token: `{ name = "ops", token_env = "VIGIL_OPS_TOKEN", role = "admin" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it; recorded as `manual:<name>` in the reasons of its manual decisions.
+    pub name: String,
+    /// The token itself. Prefer `token_env`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Environment variable holding the token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    pub role: Role,
+}
+
+/// `[api]`: who may call the HTTP API and the limits of SQL queries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer tokens. Empty (the default): no authentication, every caller is an admin — keep
+    /// the listener on loopback then.
+    pub tokens: Vec<TokenConfig>,
+    /// Longest a SQL query (or backtest) may run. Default 30000 ms.
+    pub sql_timeout_ms: u64,
+    /// Memory a SQL query may use. Default 536870912 (512 MiB).
+    pub sql_memory_limit_bytes: usize,
+    /// Most rows a SQL answer carries; more are cut and the answer says `truncated`. Default 10000.
+    pub sql_max_rows: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            sql_timeout_ms: 30_000,
+            sql_memory_limit_bytes: 512 << 20,
+            sql_max_rows: 10_000,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The tokens with their secrets resolved: `(name, secret, role)`.
+    pub fn resolve_tokens(&self) -> Result<Vec<(String, String, Role)>> {
+        let mut out = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let secret = match (&t.token, &t.token_env) {
+                (Some(s), None) => s.clone(),
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!(
+                        "invalid config at `api.tokens[{i}].token_env`: environment variable {var} is not set"
+                    )
+                })?,
+                _ => bail!(
+                    "invalid config at `api.tokens[{i}]`: give exactly one of `token` and `token_env`"
+                ),
+            };
+            if secret.len() < 16 {
+                bail!("invalid config at `api.tokens[{i}]`: a token needs at least 16 characters");
+            }
+            if t.name.is_empty() {
+                bail!("invalid config at `api.tokens[{i}].name`: must not be empty");
+            }
+            out.push((t.name.clone(), secret, t.role));
+        }
+        Ok(out)
     }
 }
 
@@ -231,6 +373,27 @@ impl Config {
             bail!("invalid config at `dead_letters.type`: `kafka` needs a `[kafka]` section");
         }
         vigil_scoring::Scorer::new(&self.scoring).map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.api.resolve_tokens()?;
+        if self.store.compact_min_files < 2 {
+            bail!("invalid config at `store.compact_min_files`: must be at least 2");
+        }
+        for (key, v) in [
+            ("api.sql_timeout_ms", self.api.sql_timeout_ms as usize),
+            (
+                "api.sql_memory_limit_bytes",
+                self.api.sql_memory_limit_bytes,
+            ),
+            ("api.sql_max_rows", self.api.sql_max_rows),
+            (
+                "store.flush_interval_ms",
+                self.store.flush_interval_ms as usize,
+            ),
+            ("store.hot_max_bytes", self.store.hot_max_bytes),
+        ] {
+            if v == 0 {
+                bail!("invalid config at `{key}`: must be at least 1");
+            }
+        }
         if let Some(p) = &self.proxy {
             p.build().map_err(|e| anyhow::anyhow!("{e}"))?;
         }

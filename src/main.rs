@@ -1,10 +1,14 @@
-//! The `vigil` command: the engine (`run`), offline tools (`replay`, `simulate`, `validate`).
+//! The `vigil` command: the engine (`run`), the proxy (`proxy`), offline tools (`replay`,
+//! `simulate`, `features`, `validate`), and clients of a running engine (`sql`, `backtest`).
 #![forbid(unsafe_code)]
 
+mod api;
 mod config;
+mod decisions;
 mod features;
 mod proxy;
 mod proxy_events;
+mod remote;
 mod replay;
 mod run;
 mod simulate;
@@ -57,6 +61,11 @@ enum Command {
     },
     /// Check a config file; bad or unknown keys are named by their path.
     Validate { config: PathBuf },
+    /// Query a running engine's tables (`events`, `scores`, `decisions`) with SQL.
+    Sql(remote::SqlArgs),
+    /// Which subjects a rule (an expression, or a rules file) would have hit over the events a
+    /// running engine has stored.
+    Backtest(remote::BacktestArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -95,6 +104,8 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(proxy::run_standalone(proxy, &kafka))
         }
+        Command::Sql(args) => remote::sql(args),
+        Command::Backtest(args) => remote::backtest(args),
         Command::Validate { config } => {
             let cfg = config::Config::load(Some(&config))?;
             println!(

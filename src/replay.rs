@@ -57,6 +57,10 @@ pub struct ReplayArgs {
     /// Parse only: no features, rules or decisions.
     #[arg(long)]
     no_scoring: bool,
+    /// Store the events (and scores and decisions) in this data directory's store
+    /// (`DIR/store`), for `vigil sql --data-dir DIR` and `vigil backtest --data-dir DIR`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -86,8 +90,28 @@ struct ReplayScoring {
 }
 
 impl ReplayScoring {
-    fn score(&mut self, batch: &arrow::array::RecordBatch) -> Result<()> {
+    fn score(
+        &mut self,
+        batch: &arrow::array::RecordBatch,
+        store: Option<&vigil_ingest::store::Store>,
+    ) -> Result<()> {
         let out = self.scorer.score_batch(batch)?;
+        if let Some(store) = store {
+            if let Some(scores) = out.scores.filter(|s| s.num_rows() > 0) {
+                store.append("scores", scores, None)?;
+            }
+            if !out.decisions.is_empty() {
+                let rows = out
+                    .decisions
+                    .iter()
+                    .map(|d| (d, vigil_scoring::tables::Change::Issue));
+                store.append(
+                    "decisions",
+                    vigil_scoring::tables::decisions_batch(rows)?,
+                    None,
+                )?;
+            }
+        }
         for d in &out.decisions {
             *self.by_action.entry(d.action.as_str()).or_default() += 1;
             if let Some(w) = self.out.as_mut() {
@@ -247,8 +271,26 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                 .transpose()?,
         })
     };
-    // Parsing (this thread) and what follows it (the NDJSON writer and the scorer, on their own
-    // thread) overlap; a few batches in flight at most.
+    let store = match &args.data_dir {
+        Some(dir) => {
+            let store_cfg = vigil_ingest::store::StoreConfig {
+                retention: None,
+                ..cfg.store.store_config(dir)
+            };
+            Some(
+                vigil_ingest::store::Store::open(store_cfg, crate::run::table_specs())
+                    .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+            )
+        }
+        None => None,
+    };
+    let store_stop = tokio_util::sync::CancellationToken::new();
+    let maintenance = store
+        .as_ref()
+        .map(|s| s.spawn_maintenance(std::time::Duration::from_millis(200), store_stop.clone()));
+    let consumer_store = store.clone();
+    // Parsing (this thread) and what follows it (the NDJSON writer, the scorer and the store,
+    // on their own thread) overlap; a few batches in flight at most.
     let started = Instant::now();
     let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
     let consumer = std::thread::Builder::new()
@@ -259,7 +301,10 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                     write_ndjson(&mut *w, &batch)?;
                 }
                 if let Some(s) = scoring.as_mut() {
-                    s.score(&batch)?;
+                    s.score(&batch, consumer_store.as_deref())?;
+                }
+                if let Some(store) = &consumer_store {
+                    store.append("events", batch, None)?;
                 }
             }
             if let Some(mut w) = events_out {
@@ -281,6 +326,14 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the scoring stage panicked"))??;
     let read = read?;
+    if let Some(store) = &store {
+        // everything to Parquet before the summary: the data directory is complete
+        store.flush()?;
+        store_stop.cancel();
+        if let Some(t) = maintenance {
+            let _ = t.join();
+        }
+    }
     let stats = &read.stats;
     let elapsed = started.elapsed().as_secs_f64();
     let lines = stats.lines.load(Ordering::Relaxed);

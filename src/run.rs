@@ -1,9 +1,14 @@
-//! `vigil run`: starts the configured sources and the HTTP API, and consumes event batches
-//! until Ctrl-C / SIGTERM. Shutdown: readiness goes false, sources stop reading, parse stages
-//! flush their partial batches, the consumer acknowledges them (so Kafka offsets and file
-//! checkpoints are committed), then the process exits.
+//! `vigil run`: opens the store, starts the configured sources, the proxy and the HTTP API, and
+//! consumes event batches until Ctrl-C / SIGTERM. Shutdown: readiness goes false, the store
+//! writes each batch as it arrives, sources stop reading, parse stages flush their partial
+//! batches, the consumer scores and stores them, the store's writes acknowledge them (so Kafka
+//! offsets and file checkpoints are committed), then the process exits.
 
+use crate::api::Api;
+use crate::api::auth::Tokens;
+use crate::api::sql::SqlService;
 use crate::config::{Config, DeadLetterType};
+use crate::decisions::{ACTIONS, DecisionPublisher, DecisionSink};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
@@ -14,6 +19,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -24,86 +30,23 @@ use vigil_ingest::dead_letter::DeadLetterSink;
 use vigil_ingest::pipeline::{EventBatch, IngestStats};
 use vigil_ingest::source::SourceContext;
 use vigil_ingest::source::http::IngestRoutes;
+use vigil_ingest::store::{Store, TableSpec};
 
 /// Access events the in-process proxy may queue before it drops (and counts) them.
 const PROXY_EVENT_QUEUE: usize = 65_536;
 
-/// Shared state of the engine's HTTP API.
+/// Shared state of the engine's health and metrics endpoints.
 pub struct Engine {
     ready: AtomicBool,
-    /// Decisions issued, by action (index = `Action as usize`).
-    decisions_by_action: [AtomicU64; 5],
     /// The in-process proxy's readiness, when `[proxy]` is configured.
     proxy_ready: Option<vigil_enforce::Readiness>,
     /// The in-process proxy's metric families.
     proxy_metrics: Option<Arc<dyn vigil_enforce::RenderMetrics>>,
-    /// The decision stream's state (`/v1/decisions/stream`).
-    feed: DecisionBroadcast,
+    decisions: Arc<DecisionSink>,
+    store: Option<Arc<Store>>,
+    api: Arc<Api>,
     sources: Vec<(String, &'static str, Arc<IngestStats>)>,
     batches: AtomicU64,
-}
-
-const ACTIONS: [vigil_enforce::Action; 5] = [
-    vigil_enforce::Action::Allow,
-    vigil_enforce::Action::Monitor,
-    vigil_enforce::Action::StepUp,
-    vigil_enforce::Action::Throttle,
-    vigil_enforce::Action::Block,
-];
-
-impl Engine {
-    fn count_decision(&self, a: vigil_enforce::Action) {
-        if let Some(i) = ACTIONS.iter().position(|x| *x == a) {
-            self.decisions_by_action[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Publishes decisions to the compacted decisions topic: key `kind:id`, value the decision
-/// record (schema version 1), awaited until the broker has them.
-struct DecisionPublisher {
-    producer: rdkafka::producer::FutureProducer,
-    topic: String,
-}
-
-impl DecisionPublisher {
-    fn new(settings: &[(String, String)], topic: &str) -> Result<Self> {
-        let mut cc = rdkafka::ClientConfig::new();
-        for (k, v) in settings {
-            cc.set(k, v);
-        }
-        cc.set("enable.idempotence", "true");
-        Ok(Self {
-            producer: cc
-                .create()
-                .context("cannot create the decisions producer")?,
-            topic: topic.to_string(),
-        })
-    }
-
-    async fn publish(&self, decisions: &[vigil_enforce::Decision]) -> Result<()> {
-        let mut pending = Vec::with_capacity(decisions.len());
-        for d in decisions {
-            let key = d.subject.key();
-            let value = d.to_json();
-            let record = rdkafka::producer::FutureRecord::to(&self.topic)
-                .key(&key)
-                .payload(&value);
-            let fut = self
-                .producer
-                .send_result(record)
-                .map_err(|(e, _)| anyhow::anyhow!("publish decision to {}: {e}", self.topic))?;
-            pending.push(fut);
-        }
-        for fut in pending {
-            match fut.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => anyhow::bail!("publish decision to {}: {e}", self.topic),
-                Err(_) => anyhow::bail!("decisions producer closed"),
-            }
-        }
-        Ok(())
-    }
 }
 
 async fn healthz() -> &'static str {
@@ -158,15 +101,29 @@ async fn metrics(State(e): State<Arc<Engine>>) -> impl IntoResponse {
     }
     let _ = writeln!(
         s,
-        "# HELP vigil_decisions_total Decisions issued by scoring, by action.\n# TYPE vigil_decisions_total counter"
+        "# HELP vigil_decisions_total Decisions issued (by scoring or by hand), by action.\n# TYPE vigil_decisions_total counter"
     );
-    for (a, n) in ACTIONS.iter().zip(&e.decisions_by_action) {
+    for a in ACTIONS {
         let _ = writeln!(
             s,
             "vigil_decisions_total{{action=\"{}\"}} {}",
             a.as_str(),
-            n.load(Ordering::Relaxed)
+            e.decisions.issued(a)
         );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP vigil_decisions_revoked_total Decisions revoked by hand.\n# TYPE vigil_decisions_revoked_total counter\nvigil_decisions_revoked_total {}",
+        e.decisions.revoked.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        s,
+        "# HELP vigil_sql_queries_total SQL queries answered, by outcome.\n# TYPE vigil_sql_queries_total counter\nvigil_sql_queries_total{{outcome=\"ok\"}} {}\nvigil_sql_queries_total{{outcome=\"error\"}} {}",
+        e.api.sql.ok.load(Ordering::Relaxed),
+        e.api.sql.failed.load(Ordering::Relaxed)
+    );
+    if let Some(store) = &e.store {
+        render_store_metrics(&mut s, store);
     }
     let _ = writeln!(
         s,
@@ -181,7 +138,7 @@ async fn metrics(State(e): State<Arc<Engine>>) -> impl IntoResponse {
     let _ = writeln!(
         s,
         "# HELP vigil_decisions_stream_seq Sequence number of the last change on the decision stream.\n# TYPE vigil_decisions_stream_seq counter\nvigil_decisions_stream_seq {}",
-        e.feed.seq()
+        e.decisions.feed.seq()
     );
     if let Some(m) = &e.proxy_metrics {
         m.render_metrics(&mut s);
@@ -198,6 +155,18 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         DeadLetterType::File => DeadLetterSink::file(&cfg.dead_letters.file_path(&cfg.data_dir))?,
         DeadLetterType::Kafka => DeadLetterSink::kafka(&kafka, &cfg.dead_letters.topic)?,
     });
+    // The store first: sources acknowledge only what it has written.
+    let store = if cfg.store.enabled {
+        let store = Store::open(cfg.store.store_config(&cfg.data_dir), table_specs())
+            .context("cannot open the store (store.dir)")?;
+        Some(store)
+    } else {
+        None
+    };
+    let store_stop = CancellationToken::new();
+    let maintenance = store
+        .as_ref()
+        .map(|s| s.spawn_maintenance(Duration::from_millis(200), store_stop.clone()));
     let (out_tx, mut out_rx) = mpsc::channel::<EventBatch>(4);
     let mut tasks: JoinSet<Result<(), vigil_ingest::IngestError>> = JoinSet::new();
     let mut routes = IngestRoutes::default();
@@ -247,12 +216,40 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         None => None,
     };
     drop(out_tx);
+
+    let publisher = match &cfg.kafka {
+        Some(k) => Some(DecisionPublisher::new(&k.settings(), &k.decisions_topic)?),
+        None => None,
+    };
+    let sink = Arc::new(DecisionSink::new(feed.clone(), publisher, store.clone()));
+    let scorer = Arc::new(Mutex::new(vigil_scoring::Scorer::new(&cfg.scoring)?));
+    let api = Arc::new(Api {
+        store: store.clone(),
+        scorer: scorer.clone(),
+        scoring: cfg.scoring.clone(),
+        decisions: sink.clone(),
+        sql: SqlService::new(store.clone(), &cfg.api),
+    });
+    let tokens = Arc::new(Tokens::new(cfg.api.resolve_tokens()?));
+    if tokens.is_empty() {
+        let loopback = cfg
+            .server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if loopback {
+            tracing::info!("no [api] tokens configured: the API is open on loopback");
+        } else {
+            tracing::warn!(listen = %cfg.server.listen, "no [api] tokens configured: the API is open to anyone who reaches server.listen");
+        }
+    }
     let engine = Arc::new(Engine {
         ready: AtomicBool::new(true),
-        decisions_by_action: Default::default(),
         proxy_ready: proxy.as_ref().map(|p| p.readiness.clone()),
         proxy_metrics: proxy.as_ref().map(|p| p.metrics.clone()),
-        feed: feed.clone(),
+        decisions: sink.clone(),
+        store: store.clone(),
+        api: api.clone(),
         sources,
         batches: AtomicU64::new(0),
     });
@@ -261,6 +258,7 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(engine.clone())
+        .merge(crate::api::router(api.clone()))
         .merge(vigil_enforce::feed::sse::router(
             feed.clone(),
             StreamOptions::default(),
@@ -269,6 +267,10 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
     if !routes.is_empty() {
         app = app.merge(routes.router());
     }
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        tokens,
+        crate::api::auth::check,
+    ));
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
@@ -280,8 +282,9 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
             .await
     });
 
-    // The consumer of event batches. Later stages (scoring, store) plug in here; for now it
-    // counts, optionally writes NDJSON, and acknowledges.
+    // The consumer of event batches: scoring, decisions, the store. A batch's sources are
+    // acknowledged once its events are in Parquet (or at once without a store), so a
+    // committed Kafka offset means its events are stored and its decisions published.
     let mut writer = match events_out {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -289,11 +292,7 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         None => None,
     };
     let consumer_engine = engine.clone();
-    let mut scorer = vigil_scoring::Scorer::new(&cfg.scoring)?;
-    let publisher = match &cfg.kafka {
-        Some(k) => Some(DecisionPublisher::new(&k.settings(), &k.decisions_topic)?),
-        None => None,
-    };
+    let consumer_store = store.clone();
     let consumer = tokio::spawn(async move {
         while let Some(batch) = out_rx.recv().await {
             if let Some(w) = writer.as_mut() {
@@ -301,20 +300,25 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
                 w.flush()?;
             }
             // Scoring is CPU work on this task's thread; the runtime moves other tasks away.
-            let out = tokio::task::block_in_place(|| scorer.score_batch(&batch.events))?;
-            for d in &out.decisions {
-                consumer_engine.count_decision(d.action);
-                if let Err(error) = feed.publish(d.clone()) {
-                    tracing::warn!(%error, subject = %d.subject.key(), "decision not applied");
-                }
-            }
-            // Decisions are published before the batch is acknowledged, so a committed offset
-            // means its decisions reached the feed.
-            if let Some(p) = &publisher {
-                p.publish(&out.decisions).await?;
-            }
+            let out = tokio::task::block_in_place(|| {
+                scorer
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .score_batch(&batch.events)
+            })?;
+            sink.issue(&out.decisions).await?;
             consumer_engine.batches.fetch_add(1, Ordering::Relaxed);
-            batch.ack();
+            match &consumer_store {
+                Some(store) => {
+                    if let Some(scores) = out.scores.filter(|s| s.num_rows() > 0) {
+                        store.append("scores", scores, None)?;
+                    }
+                    let events = batch.events.clone();
+                    let ack = batch.deferred_ack();
+                    store.append("events", events, Some(Box::new(move || ack.done())))?;
+                }
+                None => batch.ack(),
+            }
         }
         anyhow::Ok(())
     });
@@ -330,7 +334,11 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
                     tracing::error!(error = %e, "a source failed; shutting down");
                     engine.ready.store(false, Ordering::Relaxed);
                     shutdown.cancel();
+                    if let Some(s) = &store {
+                        s.set_eager(true);
+                    }
                     drain(&mut tasks, &cfg).await;
+                    store_stop.cancel();
                     return Err(e.into());
                 }
                 Err(e) => return Err(e.into()),
@@ -340,14 +348,115 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
     tracing::info!("shutting down");
     engine.ready.store(false, Ordering::Relaxed);
     shutdown.cancel();
+    // From now on every batch is written as soon as it arrives, so the sources draining their
+    // last batches get their acknowledgements (and commit) before the deadline.
+    if let Some(s) = &store {
+        s.set_eager(true);
+    }
     drain(&mut tasks, &cfg).await;
     let _ = server.await;
     if let Some(mut p) = proxy {
         while p.tasks.join_next().await.is_some() {}
     }
-    consumer.await??;
+    let consumed = consumer.await;
+    // the maintenance thread flushes what is left, then exits
+    store_stop.cancel();
+    if let Some(t) = maintenance {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    consumed??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The store's tables: `events` (ingest's schema), `scores` and `decisions` (scoring's).
+pub fn table_specs() -> Vec<TableSpec> {
+    vec![
+        TableSpec {
+            name: "events".into(),
+            schema: vigil_ingest::event::events_schema(),
+            time_column: "timestamp".into(),
+        },
+        TableSpec {
+            name: "scores".into(),
+            schema: vigil_scoring::scorer::scores_schema(),
+            time_column: "timestamp".into(),
+        },
+        TableSpec {
+            name: "decisions".into(),
+            schema: vigil_scoring::tables::decisions_schema(),
+            time_column: "issued_at".into(),
+        },
+    ]
+}
+
+/// Per table: rows and bytes held in memory, files, rows flushed, flushes, compactions,
+/// partitions deleted by retention. Labels are table names (three, fixed).
+fn render_store_metrics(s: &mut String, store: &Store) {
+    let stats = store.stats();
+    type Read = fn(&vigil_ingest::store::TableStats) -> u64;
+    let families: [(&str, &str, &str, Read); 7] = [
+        (
+            "vigil_store_hot_rows",
+            "gauge",
+            "Rows held in memory, not yet in Parquet.",
+            |t| t.hot_rows,
+        ),
+        (
+            "vigil_store_hot_bytes",
+            "gauge",
+            "Memory held by rows not yet in Parquet.",
+            |t| t.hot_bytes,
+        ),
+        (
+            "vigil_store_files",
+            "gauge",
+            "Parquet files of the table.",
+            |t| t.files as u64,
+        ),
+        (
+            "vigil_store_file_bytes",
+            "gauge",
+            "Bytes of the table's Parquet files.",
+            |t| t.file_bytes,
+        ),
+        (
+            "vigil_store_rows_flushed_total",
+            "counter",
+            "Rows written to Parquet.",
+            |t| t.rows_flushed_total,
+        ),
+        (
+            "vigil_store_flushes_total",
+            "counter",
+            "Flushes of the table.",
+            |t| t.flushes_total,
+        ),
+        (
+            "vigil_store_compactions_total",
+            "counter",
+            "Hour partitions compacted.",
+            |t| t.compactions_total,
+        ),
+    ];
+    for (name, ty, help, get) in families {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {ty}");
+        for t in &stats {
+            let _ = writeln!(s, "{name}{{table=\"{}\"}} {}", t.name, get(t));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "# HELP vigil_store_flush_failing Whether the table's last flush failed.\n# TYPE vigil_store_flush_failing gauge"
+    );
+    for t in &stats {
+        let _ = writeln!(
+            s,
+            "vigil_store_flush_failing{{table=\"{}\"}} {}",
+            t.name,
+            u8::from(t.last_flush_error.is_some())
+        );
+    }
 }
 
 /// Waits for the source and parse tasks to finish their last batches, up to the deadline.

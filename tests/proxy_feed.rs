@@ -4,6 +4,7 @@
 
 mod support;
 
+use axum::response::IntoResponse;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::net::SocketAddr;
@@ -16,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 use vigil_enforce::feed::sse::{self, BroadcastOptions, StreamOptions};
 use vigil_enforce::subjects::api_key_id_salted;
 use vigil_enforce::{Action, Decision, DecisionBroadcast, DecisionTable, Subject, SubjectKind};
+
+/// The bearer token the engine's stream asks for in the HTTP-feed test.
+const FEED_TOKEN: &str = "feed-token-0123456789";
 
 /// `GET path` with `headers` on a new connection; the status code and the body.
 async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
@@ -97,6 +101,7 @@ impl Proxy {
             .args(["proxy", "--config"])
             .arg(&path)
             .env("VIGIL_LOG", "info,rdkafka=warn")
+            .env("VIGIL_TEST_FEED_TOKEN", FEED_TOKEN)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -156,7 +161,24 @@ async fn vigil_proxy_follows_the_engines_http_stream() {
     feed.publish(block(key("k1"))).unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let engine = l.local_addr().unwrap();
-    let app = sse::router(feed.clone(), StreamOptions::default(), stop.clone());
+    // the engine's API asks for a bearer token; the proxy reads its own from the environment
+    let app = sse::router(feed.clone(), StreamOptions::default(), stop.clone()).layer(
+        axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let want = format!("Bearer {FEED_TOKEN}");
+                if req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    == Some(want.as_str())
+                {
+                    next.run(req).await
+                } else {
+                    axum::http::StatusCode::UNAUTHORIZED.into_response()
+                }
+            },
+        ),
+    );
     let s = stop.clone();
     tokio::spawn(async move {
         let _ = axum::serve(l, app)
@@ -168,7 +190,7 @@ async fn vigil_proxy_follows_the_engines_http_stream() {
         up,
         "",
         &format!(
-            "type = \"http\"\nurl = \"http://{engine}{}\"",
+            "type = \"http\"\nurl = \"http://{engine}{}\"\ntoken_env = \"VIGIL_TEST_FEED_TOKEN\"",
             sse::STREAM_PATH
         ),
     );

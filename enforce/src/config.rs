@@ -205,6 +205,9 @@ pub struct FeedConfig {
     /// `http`: the engine's stream URL, `http://host:port/v1/decisions/stream`. Required for
     /// `http`.
     pub url: Option<String>,
+    /// `http`: environment variable holding a bearer token for the engine's API (a `read`
+    /// token), when the engine has `[api] tokens`. Default none.
+    pub token_env: Option<String>,
     /// The feed is stale (and the fail policy applies) when nothing (record or heartbeat)
     /// arrived for this long, and until it is first warm. Default 30000.
     pub stale_after_ms: u64,
@@ -224,6 +227,7 @@ impl Default for FeedConfig {
             topic: "vigil.decisions".into(),
             options: Default::default(),
             url: None,
+            token_env: None,
             stale_after_ms: 30_000,
             heartbeat_interval_ms: 5_000,
             connect_timeout_ms: 5_000,
@@ -243,6 +247,8 @@ pub enum FeedSource {
     },
     Http {
         url: Uri,
+        /// `Authorization: Bearer` value sent to the engine.
+        token: Option<String>,
     },
 }
 
@@ -287,13 +293,29 @@ impl FeedConfig {
                         "required for `type = \"http\"`",
                     ));
                 };
+                let token = match &self.token_env {
+                    Some(var) => Some(std::env::var(var).map_err(|_| {
+                        EnforceError::config(
+                            p("token_env"),
+                            format!("environment variable {var} is not set"),
+                        )
+                    })?),
+                    None => None,
+                };
                 FeedSource::Http {
                     url: parse_http_uri(&p("url"), u)?,
+                    token,
                 }
             }
         };
         if self.kind != FeedType::Http && self.url.is_some() {
             return Err(EnforceError::config(p("url"), "only for `type = \"http\"`"));
+        }
+        if self.kind != FeedType::Http && self.token_env.is_some() {
+            return Err(EnforceError::config(
+                p("token_env"),
+                "only for `type = \"http\"`",
+            ));
         }
         if self.kind != FeedType::Kafka && self.brokers.is_some() {
             return Err(EnforceError::config(

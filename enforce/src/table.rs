@@ -90,7 +90,12 @@ impl DecisionTable {
         let new = Arc::new(d);
         let map = self.map.pin();
         let r = map.compute(key, |cur| match cur {
-            Some((_, old)) if old.issued_at > new.issued_at && old.expires_at > now => {
+            // a newer decision replaces an older one, except that a live allow-list entry is
+            // replaced only by another allow-list entry (or removed by a revoke)
+            Some((_, old))
+                if old.expires_at > now
+                    && (old.issued_at > new.issued_at || (old.allow_list && !new.allow_list)) =>
+            {
                 papaya::Operation::Abort(())
             }
             _ => papaya::Operation::Insert(Arc::clone(&new)),
@@ -263,6 +268,14 @@ mod tests {
         let v = t.evaluate(&subs);
         assert_eq!(v.action, Action::Allow);
         assert!(v.decision.unwrap().allow_list);
+        // a later automatic decision does not replace a live allow-list entry; a revoke ends it
+        let s1 = Subject::new(SubjectKind::Session, "s1");
+        let later = dec(SubjectKind::Session, "s1", Action::Block, 0.9, 60);
+        assert_eq!(t.insert(later.clone()).unwrap(), Upsert::Superseded);
+        assert!(t.get(&s1).unwrap().allow_list);
+        t.revoke(&s1);
+        assert_eq!(t.insert(later).unwrap(), Upsert::Inserted);
+        assert_eq!(t.get(&s1).unwrap().action, Action::Block);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod record;
 pub mod simulate;
 pub mod source;
+pub mod store;
 pub mod time;
 
 pub use error::{IngestError, ParseError, ParseErrorKind};

@@ -465,7 +465,24 @@ impl EventBatch {
 
     /// Marks the batch handled: sources may now commit what it covers.
     pub fn ack(self) {
-        for (ack, outcome) in self.acks {
+        self.deferred_ack().done();
+    }
+
+    /// The batch's acknowledgement, to give once what the consumer does with the batch is
+    /// durable (the store calls it after the flush that wrote the rows).
+    pub fn deferred_ack(self) -> BatchAck {
+        BatchAck(self.acks)
+    }
+}
+
+/// The acknowledgement of one [`EventBatch`], held until its events are durable.
+#[derive(Debug, Default)]
+pub struct BatchAck(Vec<(Ack, ChunkOutcome)>);
+
+impl BatchAck {
+    /// Sources may now commit what the batch covers.
+    pub fn done(self) {
+        for (ack, outcome) in self.0 {
             ack.done(outcome);
         }
     }

@@ -563,6 +563,15 @@ impl FeatureStore {
         self.tables[kind_index(kind)].get(key)
     }
 
+    /// The state of subject `(kind, id)`, when it is tracked.
+    pub fn find(&self, kind: SubjectKind, id: &str) -> Option<&SubjectState> {
+        if !KINDS.contains(&kind) {
+            return None;
+        }
+        let t = &self.tables[kind_index(kind)];
+        t.get(t.key(id)).filter(|s| &*s.id == id)
+    }
+
     /// Clears what is reported once per evaluation (`new_ip`, `new_user_agent`).
     pub fn mark_evaluated(&mut self, kind: SubjectKind, key: u64) {
         if let Some(s) = self.tables[kind_index(kind)].get_mut(key) {

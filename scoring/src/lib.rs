@@ -8,11 +8,14 @@
 //! - [`policy`]: from fired rules and model scores to one decision (trust score, action, TTL,
 //!   hysteresis, escalation, allow-list, monitor mode, reasons).
 //! - [`scorer`]: events in, features, scores and decisions out.
+//! - [`tables`]: the `decisions` table's schema and rows.
+//! - [`backtest`]: which subjects a rule would have hit over past events.
 //!
 //! Decisions are `vigil_enforce::Decision`s: the enforcement point applies exactly what this
 //! crate issues.
 #![forbid(unsafe_code)]
 
+pub mod backtest;
 mod error;
 pub mod features;
 pub mod model;
@@ -20,9 +23,10 @@ pub mod policy;
 pub mod rules;
 pub mod scorer;
 pub mod sketch;
+pub mod tables;
 
 /// The Parquet implementation DataFusion uses (same Arrow version as the feature batches), for
 /// writing feature rows to files.
 pub use datafusion::parquet;
 pub use error::ScoringError;
-pub use scorer::{Scorer, ScoringConfig, ScoringOutput};
+pub use scorer::{Assessment, Scorer, ScoringConfig, ScoringOutput};

@@ -112,6 +112,8 @@ pub struct Policy {
     allow_subjects: std::collections::HashSet<String>,
     allow_cidrs: Vec<Cidr>,
     history: HashMap<(SubjectKind, String), History>,
+    /// Allow-list entries added at run time (manual decisions), with their expiry (wall clock).
+    manual_allow: HashMap<Subject, UnixMicros>,
 }
 
 impl Policy {
@@ -144,13 +146,38 @@ impl Policy {
             allow_subjects,
             allow_cidrs,
             history: HashMap::new(),
+            manual_allow: HashMap::new(),
         })
     }
 
+    /// Allow-lists `subject` until `until` (a manual allow decision): no decision is issued
+    /// for it meanwhile.
+    pub fn allow(&mut self, subject: Subject, until: UnixMicros) {
+        let now = UnixMicros::now();
+        self.manual_allow.retain(|_, t| *t > now);
+        self.manual_allow.insert(subject, until);
+    }
+
+    /// Ends a manual allow-list entry (a revoke); whether there was one.
+    pub fn unallow(&mut self, subject: &Subject) -> bool {
+        self.manual_allow.remove(subject).is_some()
+    }
+
+    /// Forgets the subject's decision history (a manual revoke: the next offence starts over).
+    pub fn forget(&mut self, subject: &Subject) {
+        self.history.remove(&(subject.kind, subject.id.clone()));
+    }
+
     fn allowed(&self, kind: SubjectKind, id: &str) -> bool {
-        if self
-            .allow_subjects
-            .contains(&format!("{}:{id}", kind.as_str()))
+        let key = format!("{}:{id}", kind.as_str());
+        if self.allow_subjects.contains(&key) {
+            return true;
+        }
+        if !self.manual_allow.is_empty()
+            && self
+                .manual_allow
+                .get(&Subject::new(kind, id))
+                .is_some_and(|t| *t > UnixMicros::now())
         {
             return true;
         }

@@ -227,6 +227,22 @@ impl ReloadableRules {
         })
     }
 
+    /// A set that never reloads (backtests, tests).
+    pub fn fixed(set: RuleSet, schema: SchemaRef) -> Self {
+        Self {
+            path: None,
+            schema,
+            current: RwLock::new(Arc::new(set)),
+            state: std::sync::Mutex::new((Instant::now(), None)),
+            check_every: Duration::from_secs(2),
+        }
+    }
+
+    /// The rules file, when the rules come from one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     pub fn current(&self) -> Arc<RuleSet> {
         self.current
             .read()

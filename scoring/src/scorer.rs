@@ -14,7 +14,7 @@ use crate::features::{
 };
 use crate::model::{ModelMode, ModelSet, ModelsConfig};
 use crate::policy::{ModelSignal, Policy, PolicyConfig, trust_score};
-use crate::rules::ReloadableRules;
+use crate::rules::{ReloadableRules, RuleSet};
 use arrow::array::{
     Array, Float64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
     TimestampMicrosecondBuilder, UInt16Array, UInt64Array,
@@ -53,6 +53,23 @@ impl Default for ScoringConfig {
     }
 }
 
+/// A subject's current trust ([`Scorer::assess`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assessment {
+    /// Event time of the subject's latest event (µs since the epoch).
+    pub last_seen_us: i64,
+    /// Event time the features were computed at: the newest event seen (µs).
+    pub at_us: i64,
+    /// Trust score in `[0, 1]` (1 = most suspicious), as the policy computes it.
+    pub score: f64,
+    /// Rules that hold on the features now.
+    pub rules: Vec<String>,
+    /// Every model's score: (`name@version`, score).
+    pub models: Vec<(String, f64)>,
+    /// The features, in catalogue order.
+    pub features: Vec<(String, Option<f64>)>,
+}
+
 /// What one batch of events produced.
 #[derive(Debug, Default)]
 pub struct ScoringOutput {
@@ -77,7 +94,10 @@ struct Columns<'a> {
     agent: &'a StringArray,
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, ScoringError> {
+pub(crate) fn column<'a, T: 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a T, ScoringError> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
@@ -164,6 +184,80 @@ impl Scorer {
 
     pub fn models(&self) -> &ModelSet {
         &self.models
+    }
+
+    pub fn policy_mut(&mut self) -> &mut Policy {
+        &mut self.policy
+    }
+
+    /// A scorer that computes features only: no rules, no models (backtests).
+    pub fn features_only(cfg: &ScoringConfig) -> Result<Self, ScoringError> {
+        let mut cfg = cfg.clone();
+        cfg.models.enabled = false;
+        let mut s = Self::new(&cfg)?;
+        s.rules = ReloadableRules::fixed(RuleSet::default(), s.schema.clone());
+        Ok(s)
+    }
+
+    /// The current trust of subject `(kind, id)`: its features at the latest event time seen,
+    /// the rules that hold on them, every model's score and the trust score; `None` when the
+    /// subject is not tracked. Changes nothing a later evaluation would see.
+    pub fn assess(
+        &mut self,
+        kind: SubjectKind,
+        id: &str,
+    ) -> Result<Option<Assessment>, ScoringError> {
+        let Some(state) = self.store.find(kind, id) else {
+            return Ok(None);
+        };
+        let mut values = Vec::new();
+        let t = self.store.watermark_us().max(state.last_seen_us());
+        let last_seen_us = state.last_seen_us();
+        self.store.features(kind, state, t, &mut values);
+        let mut b = FeatureBatchBuilder::new(self.schema.clone());
+        b.push(kind, id, t, &values);
+        let batch = b.finish();
+        let rules = self.rules.current();
+        let fired: Vec<&crate::rules::CompiledRule> = rules
+            .evaluate(kind, &batch)?
+            .into_iter()
+            .filter(|(_, mask)| mask.is_valid(0) && mask.value(0))
+            .map(|(i, _)| &rules.rules[i])
+            .collect();
+        self.run_models(kind, &batch)?;
+        let mut models = Vec::new();
+        let mut signals = Vec::new();
+        for (m, scores) in self.models.models.iter().zip(&self.model_scores) {
+            let Some(score) = scores.first() else {
+                continue;
+            };
+            let score = f64::from(*score);
+            models.push((format!("{}@{}", m.name(), m.version()), score));
+            signals.push(ModelSignal {
+                name: m.name(),
+                version: m.version(),
+                score,
+                weight: m.weight,
+                action: m.thresholds.action(score),
+                enforce: m.mode == ModelMode::Enforce,
+                ttl_secs: m.ttl_secs,
+            });
+        }
+        // the first three columns are kind, subject and timestamp
+        let names = self
+            .schema
+            .fields()
+            .iter()
+            .skip(3)
+            .map(|f| f.name().clone());
+        Ok(Some(Assessment {
+            last_seen_us,
+            at_us: t,
+            score: trust_score(&fired, &signals),
+            rules: fired.iter().map(|r| r.spec.id.clone()).collect(),
+            models,
+            features: names.zip(values).collect(),
+        }))
     }
 
     /// Scores one batch of events (the `events` schema).

@@ -439,6 +439,7 @@ async fn stream_handler(
 #[derive(Debug, Clone)]
 pub struct HttpFeed {
     url: Uri,
+    token: Option<String>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     stale_after: Duration,
@@ -463,7 +464,7 @@ enum End {
 impl HttpFeed {
     /// The feed of `[proxy.feed]` (which must be `type = "http"`).
     pub fn new(feed: &FeedSettings) -> Result<Self, EnforceError> {
-        let FeedSource::Http { url } = &feed.source else {
+        let FeedSource::Http { url, token } = &feed.source else {
             return Err(EnforceError::config(
                 "proxy.feed.type",
                 "the HTTP feed needs `type = \"http\"`",
@@ -471,6 +472,7 @@ impl HttpFeed {
         };
         Ok(HttpFeed {
             url: url.clone(),
+            token: token.clone(),
             connect_timeout: feed.connect_timeout,
             idle_timeout: (feed.heartbeat_interval * 3)
                 .min(feed.stale_after.max(Duration::from_millis(100))),
@@ -558,11 +560,13 @@ impl HttpFeed {
             },
         };
         tokio::pin!(conn);
-        let req = match hyper::Request::get(self.request_uri(f))
+        let mut req = hyper::Request::get(self.request_uri(f))
             .header(hyper::header::HOST, authority.as_str())
-            .header(hyper::header::ACCEPT, "text/event-stream")
-            .body(Empty::<Bytes>::new())
-        {
+            .header(hyper::header::ACCEPT, "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match req.body(Empty::<Bytes>::new()) {
             Ok(r) => r,
             Err(e) => return End::Retry(format!("request: {e}")),
         };
