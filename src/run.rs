@@ -325,9 +325,29 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
 
     let signal = shutdown_signal();
     tokio::pin!(signal);
+    let mut consumer = consumer;
     loop {
         tokio::select! {
             () = &mut signal => break,
+            // the consumer ends early only on an error (scoring, the decisions topic, the
+            // store): nothing downstream of the sources works any more, so stop; what was not
+            // stored is not acknowledged and is read again after a restart
+            done = &mut consumer => {
+                let e = match done {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => anyhow::anyhow!("the event consumer stopped"),
+                    Err(e) => e.into(),
+                };
+                tracing::error!(error = %e, "scoring or storing failed; shutting down");
+                engine.ready.store(false, Ordering::Relaxed);
+                shutdown.cancel();
+                tasks.abort_all();
+                store_stop.cancel();
+                if let Some(t) = maintenance {
+                    let _ = tokio::task::spawn_blocking(move || t.join()).await;
+                }
+                return Err(e);
+            }
             Some(done) = tasks.join_next() => match done {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

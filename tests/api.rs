@@ -230,6 +230,21 @@ fn sql_over_the_store_in_three_formats_and_across_a_restart() {
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 50);
 
+    // SHOW and DESCRIBE work on the store's tables
+    let tables = sql(port, "SHOW TABLES");
+    for t in ["events", "scores", "decisions"] {
+        assert!(
+            tables["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["table_name"] == t),
+            "{tables}"
+        );
+    }
+    let described = sql(port, "DESCRIBE decisions");
+    assert_eq!(described["row_count"], 12, "{described}");
+
     // read-only, with clear errors
     for bad in [
         "DROP TABLE events",
