@@ -4,7 +4,9 @@
 
 mod api;
 mod config;
+mod dashboard;
 mod decisions;
+mod demo;
 mod features;
 mod proxy;
 mod proxy_events;
@@ -48,6 +50,9 @@ enum Command {
         #[arg(long)]
         events_out: Option<PathBuf>,
     },
+    /// The whole loop on this machine: the engine, the proxy in front of a built-in upstream,
+    /// and simulated users and attackers calling through it; the dashboard at `/`.
+    Demo(demo::DemoArgs),
     /// Parse log files (or `-` for stdin) offline and report what was understood.
     Replay(replay::ReplayArgs),
     /// Write labelled synthetic gateway traffic in any supported format.
@@ -92,6 +97,7 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(run::run(cfg, events_out))
         }
+        Command::Demo(args) => demo::demo(args),
         Command::Replay(args) => replay::replay(args),
         Command::Simulate(args) => simulate::simulate(args),
         Command::Features(args) => features::features(args),

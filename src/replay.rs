@@ -252,7 +252,11 @@ pub fn create_buffered(path: &std::path::Path) -> Result<std::io::BufWriter<std:
 }
 
 pub fn replay(args: ReplayArgs) -> Result<()> {
-    let cfg = crate::config::Config::load(args.input.config.as_deref())?;
+    let mut cfg = crate::config::Config::load(args.input.config.as_deref())?;
+    if let Some(dir) = &args.data_dir {
+        // the data directory holds the dead letters too (unless --dead-letters-out says)
+        cfg.data_dir = dir.clone();
+    }
     let mut events_out = args
         .events_out
         .as_deref()

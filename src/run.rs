@@ -147,6 +147,15 @@ async fn metrics(State(e): State<Arc<Engine>>) -> impl IntoResponse {
 }
 
 pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
+    run_until(cfg, events_out, shutdown_signal()).await
+}
+
+/// [`run`] until `stop` completes (instead of Ctrl-C / SIGTERM): `vigil demo` and tests.
+pub async fn run_until(
+    cfg: Config,
+    events_out: Option<PathBuf>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
     let shutdown = CancellationToken::new();
@@ -155,7 +164,11 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         DeadLetterType::File => DeadLetterSink::file(&cfg.dead_letters.file_path(&cfg.data_dir))?,
         DeadLetterType::Kafka => DeadLetterSink::kafka(&kafka, &cfg.dead_letters.topic)?,
     });
-    // The store first: sources acknowledge only what it has written.
+    // The API's address first: a port in use stops the start before anything runs.
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
+    // Then the store: sources acknowledge only what it has written.
     let store = if cfg.store.enabled {
         let store = Store::open(cfg.store.store_config(&cfg.data_dir), table_specs())
             .context("cannot open the store (store.dir)")?;
@@ -259,6 +272,7 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         .route("/metrics", get(metrics))
         .with_state(engine.clone())
         .merge(crate::api::router(api.clone()))
+        .merge(crate::dashboard::router())
         .merge(vigil_enforce::feed::sse::router(
             feed.clone(),
             StreamOptions::default(),
@@ -271,9 +285,6 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         tokens,
         crate::api::auth::check,
     ));
-    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
     tracing::info!(listen = %cfg.server.listen, dead_letters = %dead_letters.describe(), "vigil running");
     let server_stop = shutdown.clone();
     let server = tokio::spawn(async move {
@@ -323,7 +334,7 @@ pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
         anyhow::Ok(())
     });
 
-    let signal = shutdown_signal();
+    let signal = stop;
     tokio::pin!(signal);
     let mut consumer = consumer;
     loop {

@@ -68,6 +68,12 @@ pub struct ProxyConfig {
     pub api_key_salt: String,
     /// Cookie carrying the session id (used when the token has no `sid`). Default `session`.
     pub session_cookie: String,
+    /// Take the user name of `Authorization: Basic` as the identity when no verified token
+    /// names one, as NGINX logs it in `$remote_user`. The password is not checked: the name
+    /// says whom a login attempt was for (credential stuffing shows up per account), not who
+    /// the client is — and a client can name anyone, so a decision on such an identity can
+    /// lock its owner out. Default false.
+    pub basic_auth_identity: bool,
     /// Header of the request id sent upstream (kept from a trusted proxy, else generated).
     /// Default `x-request-id`.
     pub request_id_header: String,
@@ -127,6 +133,7 @@ impl Default for ProxyConfig {
             api_key_header: "x-api-key".into(),
             api_key_salt: String::new(),
             session_cookie: "session".into(),
+            basic_auth_identity: false,
             request_id_header: "x-request-id".into(),
             throttle_default_rps: 5.0,
             sweep_interval_ms: 1_000,
@@ -581,6 +588,7 @@ pub struct ProxySettings {
     pub api_key_header: Option<HeaderName>,
     pub api_key_salt: String,
     pub session_cookie: String,
+    pub basic_auth_identity: bool,
     pub request_id_header: HeaderName,
     pub throttle_default_rps: f64,
     pub sweep_interval: Duration,
@@ -826,6 +834,7 @@ impl ProxyConfig {
             api_key_header: header_name(&p("api_key_header"), &self.api_key_header)?,
             api_key_salt: self.api_key_salt.clone(),
             session_cookie: self.session_cookie.trim().to_string(),
+            basic_auth_identity: self.basic_auth_identity,
             request_id_header,
             throttle_default_rps: self.throttle_default_rps,
             sweep_interval: positive_ms(&p("sweep_interval_ms"), self.sweep_interval_ms)?,

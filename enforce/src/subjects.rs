@@ -127,6 +127,22 @@ pub fn joined(headers: &HeaderMap, name: &HeaderName, sep: &str) -> Option<Strin
     Some(s)
 }
 
+/// The user name of `Authorization: Basic` (RFC 7617), when it is well-formed and not empty.
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, creds) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(creds.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, _) = text.split_once(':')?;
+    (!user.is_empty() && user.len() <= 256).then(|| user.to_string())
+}
+
 /// The subjects found in one request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestSubjects {
@@ -168,6 +184,7 @@ pub struct SubjectExtractor {
     api_key_header: Option<HeaderName>,
     api_key_salt: String,
     session_cookie: String,
+    basic_auth_identity: bool,
 }
 
 static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -180,6 +197,7 @@ impl SubjectExtractor {
             api_key_header: settings.api_key_header.clone(),
             api_key_salt: settings.api_key_salt.clone(),
             session_cookie: settings.session_cookie.clone(),
+            basic_auth_identity: settings.basic_auth_identity,
         }
     }
 
@@ -245,6 +263,9 @@ impl SubjectExtractor {
             out.identity = claims.sub;
             out.session = claims.session;
             out.acr = claims.acr;
+        }
+        if out.identity.is_none() && self.basic_auth_identity {
+            out.identity = basic_user(headers);
         }
         if out.session.is_none() {
             out.session = cookies
@@ -375,6 +396,43 @@ mod tests {
         // forged XFF from an untrusted peer is ignored
         let s = n.extract("198.51.100.1".parse().unwrap(), &h).unwrap();
         assert_eq!(s.client_ip, Some("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn basic_auth_user_is_the_identity_only_when_asked() {
+        let mut h = HeaderMap::new();
+        // "alice:wrong-password"
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic YWxpY2U6d3JvbmctcGFzc3dvcmQ="),
+        );
+        let off = ex(&[]);
+        assert_eq!(
+            off.extract("1.2.3.4".parse().unwrap(), &h)
+                .unwrap()
+                .identity,
+            None
+        );
+        let cfg = ProxyConfig {
+            basic_auth_identity: true,
+            ..Default::default()
+        };
+        let on = SubjectExtractor::new(&cfg.build().unwrap(), None);
+        let s = on.extract("1.2.3.4".parse().unwrap(), &h).unwrap();
+        assert_eq!(s.identity.as_deref(), Some("alice"));
+        for bad in [
+            "Basic !!!",
+            "Basic OnBhc3N3b3Jk",
+            "Basic bm9jb2xvbg==",
+            "Bearer x",
+        ] {
+            h.insert("authorization", HeaderValue::from_static(bad));
+            assert_eq!(
+                on.extract("1.2.3.4".parse().unwrap(), &h).unwrap().identity,
+                None,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!   action (a rule, when both give the same one).
 //! - **Reasons**: `rule:<id>` per fired rule, `model:<name>@<version>=<score>` per model that
 //!   reached a threshold (the scorer adds the model's top contributing features after them).
-//! - **Hysteresis**: no new decision while one at least as strict is active for more than half
-//!   of the new TTL, so a subject does not flap and the feed is not flooded.
+//! - **Hysteresis**: no new decision while one at least as strict is active with more than half
+//!   of the new decision's own (unescalated) TTL left, so a subject does not flap, the feed is
+//!   not flooded, and misbehaving on while blocked is not a new offence.
 //! - **Escalation**: a repeat offender (`escalate_after` decisions within `repeat_window_secs`)
 //!   has `throttle`/`step_up` raised to `block` and its TTL doubled per offence (up to
 //!   `max_ttl_secs`).
@@ -245,6 +246,18 @@ impl Policy {
 
         let key = (kind, id.to_string());
         let prior = self.history.get(&key).copied();
+        let shadow = self.cfg.monitor_only || enforcing.is_none();
+        // Hysteresis: an active decision at least as strict, with more than half of this
+        // decision's own (unescalated) TTL left, already covers this — and is not a new
+        // offence: a subject that keeps misbehaving while blocked is not escalated on every
+        // evaluation.
+        let wanted = if shadow { Action::Monitor } else { action };
+        if let Some(h) = prior
+            && h.action >= wanted
+            && h.expires_us - t_us > ttl_secs as i64 * 500_000
+        {
+            return None;
+        }
         let window = self.cfg.repeat_window_secs as i64 * 1_000_000;
         let offences = match prior {
             Some(h) if t_us - h.first_offence_us <= window => h.offences + 1,
@@ -258,16 +271,7 @@ impl Policy {
             let doublings = (offences - self.cfg.escalate_after).min(16);
             ttl_secs = (ttl_secs << doublings).min(self.cfg.max_ttl_secs);
         }
-        let shadow = self.cfg.monitor_only || enforcing.is_none();
         let recorded = if shadow { Action::Monitor } else { action };
-        // Hysteresis: an active decision at least as strict, with more than half the new TTL
-        // left, already covers this.
-        if let Some(h) = prior
-            && h.action >= recorded
-            && h.expires_us - t_us > ttl_secs as i64 * 500_000
-        {
-            return None;
-        }
         if self.history.len() >= self.cfg.max_history && prior.is_none() {
             let now = t_us;
             self.history.retain(|_, h| h.expires_us > now);
@@ -392,6 +396,21 @@ mode = "monitor"
         assert_eq!(d4.action, Action::Block);
         assert_eq!(d4.expires_at.0 - d4.issued_at.0, 20 * MIN, "TTL doubled");
         assert!(d4.reasons.iter().any(|r| r.starts_with("repeat_offender:")));
+        // while the escalated block lasts, evaluations that fire again are covered by it: no
+        // new decision, no further escalation
+        for t in [19 * MIN, 20 * MIN, 25 * MIN, 30 * MIN] {
+            assert!(
+                p.decide(SubjectKind::Ip, "1.2.3.4", t, &both, &[])
+                    .is_none(),
+                "at {t}"
+            );
+        }
+        // past half of the rule's own TTL before the block ends: renewed (fifth offence)
+        let d5 = p
+            .decide(SubjectKind::Ip, "1.2.3.4", 34 * MIN, &both, &[])
+            .unwrap();
+        assert_eq!(d5.action, Action::Block);
+        assert!(d5.reasons.contains(&"repeat_offender:5".to_string()));
     }
 
     #[test]

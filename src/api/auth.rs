@@ -3,7 +3,7 @@
 //!
 //! | routes | role |
 //! |---|---|
-//! | `/healthz`, `/readyz` | none |
+//! | `/healthz`, `/readyz`, the dashboard's page and assets (`/`, `/assets/…`) | none |
 //! | `POST /v1/ingest`, `POST /v1/logs` | `ingest` or `admin` |
 //! | `POST /v1/decisions`, `DELETE /v1/decisions/…`, `POST /v1/rules/reload` | `admin` |
 //! | everything else (SQL, subjects, decisions, backtests, stream, metrics, dashboard) | `read` or `admin` |
@@ -74,7 +74,9 @@ pub fn required_role(method: &Method, path: &str) -> Option<&'static [Role]> {
     const INGEST: &[Role] = &[Role::Ingest, Role::Admin];
     const ADMIN: &[Role] = &[Role::Admin];
     match path {
-        "/healthz" | "/readyz" => None,
+        // health, and the dashboard's page and assets (no data: the page asks for a token)
+        "/healthz" | "/readyz" | "/" => None,
+        p if p.starts_with("/assets/") => None,
         "/v1/ingest" | "/v1/logs" => Some(INGEST),
         "/v1/rules/reload" => Some(ADMIN),
         "/v1/decisions" if method == Method::POST => Some(ADMIN),

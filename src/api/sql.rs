@@ -40,6 +40,9 @@ pub struct QueryResult {
 /// Runs read-only queries over the store with the configured limits.
 pub struct SqlService {
     store: Option<Arc<Store>>,
+    /// Functions, settings and the store's tables, built once; each query gets a copy with
+    /// its own memory pool (building this from scratch costs milliseconds per query).
+    base: datafusion::execution::SessionState,
     timeout: Duration,
     memory_limit: usize,
     pub max_rows: usize,
@@ -124,7 +127,18 @@ fn read_only(s: &DfStatement) -> bool {
 
 impl SqlService {
     pub fn new(store: Option<Arc<Store>>, cfg: &ApiConfig) -> Self {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(2);
+        let base = SessionContext::new_with_config(config);
+        if let Some(store) = &store
+            && let Err(e) = store.register(&base)
+        {
+            // registering fixed, valid providers cannot fail; say so loudly if it ever does
+            tracing::error!(error = %e, "cannot register the store's tables for SQL");
+        }
         Self {
+            base: base.state(),
             store,
             timeout: Duration::from_millis(cfg.sql_timeout_ms),
             memory_limit: cfg.sql_memory_limit_bytes,
@@ -143,22 +157,17 @@ impl SqlService {
         self.store.is_some()
     }
 
-    /// A session over the store's tables with this service's memory limit.
+    /// A session over the store's tables with its own memory pool of this service's limit.
     pub fn context(&self) -> Result<SessionContext, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.memory_limit, 1.0)
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_target_partitions(2);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        if let Some(store) = &self.store {
-            store
-                .register(&ctx)
-                .map_err(|e| QueryError::Internal(e.to_string()))?;
-        }
-        Ok(ctx)
+        let state =
+            datafusion::execution::SessionStateBuilder::new_from_existing(self.base.clone())
+                .with_runtime_env(runtime)
+                .build();
+        Ok(SessionContext::new_with_state(state))
     }
 
     /// Runs one read-only query, keeping at most `max_rows` rows.

@@ -351,7 +351,9 @@ pub(crate) fn create_dir_durable(dir: &Path) -> Result<(), StoreError> {
     if dir.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
+    // a relative path's last parent is "": the working directory, which exists
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
         create_dir_durable(parent)?;
     }
     match fs::create_dir(dir) {
@@ -359,10 +361,7 @@ pub(crate) fn create_dir_durable(dir: &Path) -> Result<(), StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(StoreError::io(dir, e)),
     }
-    match dir.parent() {
-        Some(parent) => sync_dir(parent),
-        None => Ok(()),
-    }
+    sync_dir(parent.unwrap_or(Path::new(".")))
 }
 
 /// fsync a directory, so a rename or a new entry in it is durable.

@@ -495,6 +495,17 @@ impl Store {
             Ok(r) => tracing::info!(rows = r.rows, files = r.files, "store flushed on shutdown"),
             Err(e) => tracing::error!(error = %e, "store flush on shutdown failed"),
         }
+        // Closing: no query of this process still needs the files compaction replaced, so they
+        // go now rather than after the grace — another engine reading the directory (DuckDB,
+        // Spark) then sees every row once.
+        let _m = lock(&self.maintenance);
+        let mut pending = lock(&self.pending_deletes);
+        for p in pending.iter_mut() {
+            p.due = UNIX_EPOCH;
+        }
+        if let Err(e) = compact::delete_due(&mut pending, SystemTime::now()) {
+            tracing::warn!(error = %e, "cannot delete files replaced by compaction");
+        }
     }
 
     /// The DataFusion table over both tiers of `table`.
