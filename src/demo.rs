@@ -101,6 +101,8 @@ struct Summary {
     benign_blocked: usize,
     /// Benign users challenged to step up (never blocked or throttled).
     benign_challenged: usize,
+    /// Who they are (at most 20): `identity:…`, `api_key:…` or `ip:…`.
+    benign_blocked_users: Vec<String>,
     median_detect_secs: Option<f64>,
     /// Per scenario: seconds from the attacker's first request to its first refusal (null:
     /// never refused).
@@ -115,9 +117,14 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// The largest response the built-in upstream sends (the simulated exports are up to 80 MB).
+const MAX_BODY: usize = 64 << 20;
+
 /// The built-in upstream: the status of `x-vigil-demo-status` and a body of
-/// `x-vigil-demo-bytes` bytes (at most 64 KiB).
+/// `x-vigil-demo-bytes` bytes (at most [`MAX_BODY`]), streamed in 64 KiB chunks of one static
+/// buffer.
 async fn upstream(req: Request<Body>) -> Response<Body> {
+    static FILL: [u8; 64 * 1024] = [b'x'; 64 * 1024];
     let h = |n: &str| {
         req.headers()
             .get(n)
@@ -127,16 +134,17 @@ async fn upstream(req: Request<Body>) -> Response<Body> {
     let status = h("x-vigil-demo-status")
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
         .unwrap_or(StatusCode::OK);
-    let bytes = h("x-vigil-demo-bytes").unwrap_or(64).min(64 * 1024) as usize;
-    let mut body = String::with_capacity(bytes + 16);
-    body.push_str("{\"data\":\"");
-    body.extend(std::iter::repeat_n('x', bytes.saturating_sub(11)));
-    body.push_str("\"}");
-    let mut r = Response::new(Body::from(body));
+    let mut left = h("x-vigil-demo-bytes").unwrap_or(64).min(MAX_BODY as u64) as usize;
+    let chunks = std::iter::from_fn(move || {
+        let n = left.min(FILL.len());
+        left -= n;
+        (n > 0).then(|| Ok::<_, std::convert::Infallible>(Bytes::from_static(&FILL[..n])))
+    });
+    let mut r = Response::new(Body::from_stream(futures::stream::iter(chunks)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
+        axum::http::HeaderValue::from_static("text/csv"),
     );
     r
 }
@@ -209,7 +217,11 @@ fn sender(r: &SimRequest) -> Result<&'static str, String> {
         Some(s) => Ok(s.as_str()),
         None => Err(match (&r.identity, &r.api_key) {
             (Some(i), _) => format!("identity:{i}"),
-            (None, Some(k)) => format!("api_key:{k}"),
+            // as the proxy names it (the demo's proxy has no salt), never the key itself
+            (None, Some(k)) => format!(
+                "api_key:{}",
+                vigil_enforce::subjects::api_key_id_salted("", k)
+            ),
             _ => format!("ip:{}", r.client_ip),
         }),
     }
@@ -438,6 +450,17 @@ fn summarize(
         benign_users: t.benign.len(),
         benign_blocked: t.benign.values().filter(|b| b.0).count(),
         benign_challenged: t.benign.values().filter(|b| !b.0 && b.1).count(),
+        benign_blocked_users: {
+            let mut v: Vec<String> = t
+                .benign
+                .iter()
+                .filter(|(_, b)| b.0)
+                .map(|(u, _)| u.clone())
+                .collect();
+            v.sort();
+            v.truncate(20);
+            v
+        },
         median_detect_secs: median,
         detect_secs: detect,
         dashboard: format!("http://{listen}/"),
