@@ -47,6 +47,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// The HTTP API: tokens and SQL limits.
     pub api: ApiConfig,
+    /// OpenTelemetry export (OTLP/HTTP).
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             scoring: vigil_scoring::ScoringConfig::default(),
             store: StoreSettings::default(),
             api: ApiConfig::default(),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -374,6 +377,7 @@ impl Config {
         }
         vigil_scoring::Scorer::new(&self.scoring).map_err(|e| anyhow::anyhow!("{e}"))?;
         self.api.resolve_tokens()?;
+        self.telemetry.validate()?;
         if self.store.compact_min_files < 2 {
             bail!("invalid config at `store.compact_min_files`: must be at least 2");
         }

@@ -14,6 +14,7 @@ mod remote;
 mod replay;
 mod run;
 mod simulate;
+mod telemetry;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};

@@ -77,6 +77,7 @@ pub async fn forward(
     out: mpsc::Sender<EventBatch>,
     stream: String,
     stats: Arc<IngestStats>,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     shutdown: CancellationToken,
 ) {
     let origin_stream = format!("proxy:{stream}");
@@ -110,6 +111,9 @@ pub async fn forward(
         let flush = tokio::select! {
             e = events.recv() => match e {
                 Some(e) => {
+                    if let Some(t) = &telemetry {
+                        t.proxy_request(&e);
+                    }
                     append(&mut builder, &mut norm, &stats, &e, &origin(position));
                     position += 1;
                     builder.len() >= BATCH_MAX
@@ -253,6 +257,7 @@ mod tests {
             out_tx,
             "127.0.0.1:8080".into(),
             stats.clone(),
+            None,
             shutdown.clone(),
         ));
         for i in 0..3 {

@@ -9,6 +9,7 @@ use crate::api::auth::Tokens;
 use crate::api::sql::SqlService;
 use crate::config::{Config, DeadLetterType};
 use crate::decisions::{ACTIONS, DecisionPublisher, DecisionSink};
+use crate::telemetry::Telemetry;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
@@ -45,6 +46,8 @@ pub struct Engine {
     decisions: Arc<DecisionSink>,
     store: Option<Arc<Store>>,
     api: Arc<Api>,
+    /// The OTLP exporter, when `[telemetry] otlp_endpoint` is set.
+    telemetry: Option<Arc<Telemetry>>,
     sources: Vec<(String, &'static str, Arc<IngestStats>)>,
     batches: AtomicU64,
 }
@@ -64,6 +67,14 @@ async fn readyz(State(e): State<Arc<Engine>>) -> impl IntoResponse {
 
 /// Prometheus text. Labels are source names and reason kinds: both bounded by config and code.
 async fn metrics(State(e): State<Arc<Engine>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render_metrics(&e),
+    )
+}
+
+/// Prometheus text of every family (also what the OTLP exporter sends).
+fn render_metrics(e: &Engine) -> String {
     let mut s = String::new();
     type Read = fn(&IngestStats) -> u64;
     let families: [(&str, &str, Read); 3] = [
@@ -143,7 +154,10 @@ async fn metrics(State(e): State<Arc<Engine>>) -> impl IntoResponse {
     if let Some(m) = &e.proxy_metrics {
         m.render_metrics(&mut s);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s)
+    if let Some(t) = &e.telemetry {
+        t.render(&mut s);
+    }
+    s
 }
 
 pub async fn run(cfg: Config, events_out: Option<PathBuf>) -> Result<()> {
@@ -208,6 +222,7 @@ pub async fn run_until(
     // broadcast, which numbers each change for the followers of `/v1/decisions/stream`.
     let decisions = Arc::new(vigil_enforce::DecisionTable::new());
     let feed = DecisionBroadcast::new(decisions.clone(), BroadcastOptions::default());
+    let telemetry = Telemetry::new(&cfg.telemetry).map(Arc::new);
     let proxy = match &cfg.proxy {
         Some(p) => {
             // the proxy's own access events are scored like any gateway's
@@ -221,6 +236,7 @@ pub async fn run_until(
                 out_tx.clone(),
                 running.addr.to_string(),
                 stats.clone(),
+                telemetry.clone(),
                 shutdown.clone(),
             ));
             sources.push(("proxy".to_string(), "proxy", stats));
@@ -263,6 +279,7 @@ pub async fn run_until(
         decisions: sink.clone(),
         store: store.clone(),
         api: api.clone(),
+        telemetry: telemetry.clone(),
         sources,
         batches: AtomicU64::new(0),
     });
@@ -304,12 +321,15 @@ pub async fn run_until(
     };
     let consumer_engine = engine.clone();
     let consumer_store = store.clone();
+    let consumer_telemetry = telemetry.clone();
     let consumer = tokio::spawn(async move {
         while let Some(batch) = out_rx.recv().await {
+            let started_us = vigil_ingest::pipeline::now_us();
             if let Some(w) = writer.as_mut() {
                 vigil_ingest::event::write_ndjson(&mut *w, &batch.events)?;
                 w.flush()?;
             }
+            let rows = batch.events.num_rows();
             // Scoring is CPU work on this task's thread; the runtime moves other tasks away.
             let out = tokio::task::block_in_place(|| {
                 scorer
@@ -330,9 +350,28 @@ pub async fn run_until(
                 }
                 None => batch.ack(),
             }
+            if let Some(t) = &consumer_telemetry {
+                t.batch(
+                    started_us,
+                    vigil_ingest::pipeline::now_us(),
+                    rows,
+                    out.decisions.len(),
+                    false,
+                );
+            }
         }
         anyhow::Ok(())
     });
+    // The OTLP exporter: spans and the `/metrics` families, until shutdown (then once more).
+    let telemetry_stop = CancellationToken::new();
+    if let Some(t) = &telemetry {
+        let e = engine.clone();
+        tokio::spawn(
+            t.clone()
+                .run(move || render_metrics(&e), telemetry_stop.clone()),
+        );
+        tracing::info!(endpoint = ?cfg.telemetry.otlp_endpoint, "exporting traces and metrics over OTLP");
+    }
 
     let signal = stop;
     tokio::pin!(signal);
@@ -395,6 +434,7 @@ pub async fn run_until(
     if let Some(t) = maintenance {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
+    telemetry_stop.cancel();
     consumed??;
     tracing::info!("stopped");
     Ok(())
