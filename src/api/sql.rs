@@ -157,9 +157,11 @@ impl SqlService {
         self.store.is_some()
     }
 
-    /// A session over the store's tables with its own memory pool of this service's limit.
+    /// A session over the store's tables with its own memory pool of this service's limit,
+    /// sharing the base session's caches (Parquet footers are read once, not per query: the
+    /// store's files never change under their names).
     pub fn context(&self) -> Result<SessionContext, QueryError> {
-        let runtime = RuntimeEnvBuilder::new()
+        let runtime = RuntimeEnvBuilder::from_runtime_env(self.base.runtime_env())
             .with_memory_limit(self.memory_limit, 1.0)
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
