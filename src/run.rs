@@ -191,6 +191,8 @@ pub async fn run_until(
         None
     };
     let store_stop = CancellationToken::new();
+    // whatever way this function returns, the maintenance thread flushes and ends
+    let _store_stop_on_return = store_stop.clone().drop_guard();
     let maintenance = store
         .as_ref()
         .map(|s| s.spawn_maintenance(Duration::from_millis(200), store_stop.clone()));
@@ -364,6 +366,7 @@ pub async fn run_until(
     });
     // The OTLP exporter: spans and the `/metrics` families, until shutdown (then once more).
     let telemetry_stop = CancellationToken::new();
+    let _telemetry_stop_on_return = telemetry_stop.clone().drop_guard();
     if let Some(t) = &telemetry {
         let e = engine.clone();
         tokio::spawn(

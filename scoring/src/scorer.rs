@@ -53,6 +53,19 @@ impl Default for ScoringConfig {
     }
 }
 
+/// What model `m` says with `score`, for the policy.
+fn signal(m: &crate::model::Model, score: f64) -> ModelSignal<'_> {
+    ModelSignal {
+        name: m.name(),
+        version: m.version(),
+        score,
+        weight: m.weight,
+        action: m.thresholds.action(score),
+        enforce: m.mode == ModelMode::Enforce,
+        ttl_secs: m.ttl_secs,
+    }
+}
+
 /// A subject's current trust ([`Scorer::assess`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assessment {
@@ -233,15 +246,7 @@ impl Scorer {
             };
             let score = f64::from(*score);
             models.push((format!("{}@{}", m.name(), m.version()), score));
-            signals.push(ModelSignal {
-                name: m.name(),
-                version: m.version(),
-                score,
-                weight: m.weight,
-                action: m.thresholds.action(score),
-                enforce: m.mode == ModelMode::Enforce,
-                ttl_secs: m.ttl_secs,
-            });
+            signals.push(signal(m, score));
         }
         // the first three columns are kind, subject and timestamp
         let names = self
@@ -397,16 +402,7 @@ impl Scorer {
                     let Some(score) = scores.get(row) else {
                         continue;
                     };
-                    let score = f64::from(*score);
-                    signals.push(ModelSignal {
-                        name: m.name(),
-                        version: m.version(),
-                        score,
-                        weight: m.weight,
-                        action: m.thresholds.action(score),
-                        enforce: m.mode == ModelMode::Enforce,
-                        ttl_secs: m.ttl_secs,
-                    });
+                    signals.push(signal(m, f64::from(*score)));
                 }
                 if hits.is_empty() && signals.iter().all(|m| m.action.is_none()) {
                     continue;
