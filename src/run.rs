@@ -450,16 +450,21 @@ pub fn table_specs() -> Vec<TableSpec> {
             name: "events".into(),
             schema: vigil_ingest::event::events_schema(),
             time_column: "timestamp".into(),
+            // a source replaying what was stored but not yet acknowledged (after a crash)
+            // stores it once
+            dedupe_column: Some("event_id".into()),
         },
         TableSpec {
             name: "scores".into(),
             schema: vigil_scoring::scorer::scores_schema(),
             time_column: "timestamp".into(),
+            dedupe_column: None,
         },
         TableSpec {
             name: "decisions".into(),
             schema: vigil_scoring::tables::decisions_schema(),
             time_column: "issued_at".into(),
+            dedupe_column: None,
         },
     ]
 }
@@ -469,7 +474,7 @@ pub fn table_specs() -> Vec<TableSpec> {
 fn render_store_metrics(s: &mut String, store: &Store) {
     let stats = store.stats();
     type Read = fn(&vigil_ingest::store::TableStats) -> u64;
-    let families: [(&str, &str, &str, Read); 7] = [
+    let families: [(&str, &str, &str, Read); 8] = [
         (
             "vigil_store_hot_rows",
             "gauge",
@@ -511,6 +516,12 @@ fn render_store_metrics(s: &mut String, store: &Store) {
             "counter",
             "Hour partitions compacted.",
             |t| t.compactions_total,
+        ),
+        (
+            "vigil_store_duplicates_dropped_total",
+            "counter",
+            "Rows dropped as duplicates of a stored event id (a replay after a crash).",
+            |t| t.duplicates_dropped_total,
         ),
     ];
     for (name, ty, help, get) in families {

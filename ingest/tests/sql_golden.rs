@@ -168,6 +168,7 @@ fn specs() -> Vec<TableSpec> {
         name: "events".into(),
         schema: events_schema(),
         time_column: "timestamp".into(),
+        dedupe_column: None,
     }]
 }
 
@@ -180,6 +181,7 @@ fn config(dir: &Path) -> StoreConfig {
         retention: None,
         compact_min_files: 1000,
         compaction_grace: Duration::from_secs(60),
+        ..StoreConfig::default()
     }
 }
 

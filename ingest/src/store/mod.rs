@@ -33,6 +33,13 @@
 //! flushes everything first. Callbacks must be quick and must not call back into the store's
 //! `flush` or `maintain`.
 //!
+//! # Duplicates
+//!
+//! A table with a `dedupe_column` (`events`: `event_id`) drops a row whose id was appended
+//! within `dedupe_window`, also across a restart (the ids of the files written within the
+//! window are read back at open): a source that replays what was stored but not yet
+//! acknowledged stores it once. See `dedupe.rs`.
+//!
 //! # Compaction, retention
 //!
 //! An hour partition with at least `compact_min_files` files is rewritten as one file that
@@ -53,6 +60,7 @@
 //! the directory.
 
 mod compact;
+mod dedupe;
 mod error;
 mod layout;
 mod provider;
@@ -95,6 +103,11 @@ pub struct StoreConfig {
     /// How long files replaced by compaction stay on disk for queries already planned over
     /// them. Default 60 s.
     pub compaction_grace: Duration,
+    /// For tables with a `dedupe_column`: how long an id is remembered. Default 120 s (a
+    /// crash replays what was written but not yet acknowledged: a flush interval or so).
+    pub dedupe_window: Duration,
+    /// Most ids remembered per table; beyond, the oldest are forgotten. Default 4,000,000.
+    pub dedupe_max_ids: usize,
 }
 
 impl Default for StoreConfig {
@@ -106,6 +119,8 @@ impl Default for StoreConfig {
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             compact_min_files: 8,
             compaction_grace: Duration::from_secs(60),
+            dedupe_window: Duration::from_secs(120),
+            dedupe_max_ids: 4_000_000,
         }
     }
 }
@@ -119,6 +134,10 @@ pub struct TableSpec {
     /// A non-null `Timestamp(Microsecond, tz)` column; files are partitioned by its UTC date
     /// and hour, and filters on it prune whole files.
     pub time_column: String,
+    /// A UTF-8 column identifying a row (`event_id`): a row whose id was appended within
+    /// `dedupe_window` — before a restart too — is dropped (see `dedupe.rs`). `None`: rows are
+    /// kept as appended.
+    pub dedupe_column: Option<String>,
 }
 
 /// Runs once the rows of the batch it came with are in Parquet.
@@ -149,6 +168,8 @@ pub struct TableStats {
     pub flushes_total: u64,
     pub compactions_total: u64,
     pub files_deleted_by_retention_total: u64,
+    /// Rows dropped as duplicates of an id already stored (tables with a `dedupe_column`).
+    pub duplicates_dropped_total: u64,
     /// The last flush's error, cleared by a successful flush.
     pub last_flush_error: Option<String>,
 }
@@ -219,7 +240,8 @@ impl Store {
         let mut list = Vec::with_capacity(tables.len());
         let mut max_id: Option<u64> = None;
         for spec in tables {
-            let table = Table::new(spec, &root)?;
+            let mut table = Table::new(spec, &root)?;
+            table.enable_dedupe(cfg.dedupe_window, cfg.dedupe_max_ids)?;
             if by_name
                 .insert(table.name().to_string(), list.len())
                 .is_some()
@@ -278,6 +300,7 @@ impl Store {
         }
         let t = self.table(table)?;
         let batch = t.conform(batch)?;
+        let batch = t.dedupe(batch)?;
         let bytes = batch.get_array_memory_size();
         let rows = batch.num_rows() as u64;
         let total = {
@@ -541,6 +564,7 @@ impl Store {
                     flushes_total: st.counters.flushes_total,
                     compactions_total: st.counters.compactions_total,
                     files_deleted_by_retention_total: st.counters.files_deleted_by_retention_total,
+                    duplicates_dropped_total: t.duplicates_dropped(),
                     last_flush_error: st.last_flush_error.clone(),
                 }
             })

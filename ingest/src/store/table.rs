@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::object_store::path::Path as ObjectPath;
 
+use super::dedupe::Dedupe;
 use super::error::StoreError;
 use super::layout::{self, FileMeta, HOUR_US, Hour, PartWriter};
 use super::{OnDurable, TableSpec};
@@ -109,6 +110,8 @@ pub(crate) struct Table {
     pub time_idx: usize,
     pub dir: PathBuf,
     state: Mutex<TableState>,
+    /// Ids seen recently, for a table with a `dedupe_column`.
+    dedupe: Option<Mutex<Dedupe>>,
 }
 
 impl std::fmt::Debug for Table {
@@ -164,6 +167,50 @@ impl Table {
             time_idx,
             dir,
             state: Mutex::new(TableState::default()),
+            dedupe: None,
+        })
+    }
+
+    /// Deduplication by the spec's `dedupe_column` (a UTF-8 column), when it names one.
+    pub fn enable_dedupe(
+        &mut self,
+        window: std::time::Duration,
+        max_ids: usize,
+    ) -> Result<(), StoreError> {
+        let Some(col) = &self.spec.dedupe_column else {
+            return Ok(());
+        };
+        let invalid = |detail: String| StoreError::InvalidTable {
+            table: self.spec.name.clone(),
+            detail,
+        };
+        let idx = self
+            .spec
+            .schema
+            .index_of(col)
+            .map_err(|_| invalid(format!("no dedupe column `{col}`")))?;
+        if self.spec.schema.field(idx).data_type() != &DataType::Utf8 {
+            return Err(invalid(format!("the dedupe column `{col}` must be Utf8")));
+        }
+        self.dedupe = Some(Mutex::new(Dedupe::new(idx, window, max_ids)));
+        Ok(())
+    }
+
+    /// `batch` without rows whose id was appended recently (tables with a dedupe column).
+    pub fn dedupe(&self, batch: RecordBatch) -> Result<RecordBatch, StoreError> {
+        match &self.dedupe {
+            Some(d) => d.lock().unwrap_or_else(PoisonError::into_inner).filter(
+                batch,
+                SystemTime::now(),
+                &self.spec.name,
+            ),
+            None => Ok(batch),
+        }
+    }
+
+    pub fn duplicates_dropped(&self) -> u64 {
+        self.dedupe.as_ref().map_or(0, |d| {
+            d.lock().unwrap_or_else(PoisonError::into_inner).dropped
         })
     }
 
@@ -338,6 +385,22 @@ impl Table {
                 continue;
             }
             files.insert(id, Arc::new(FileEntry::new(id, path, hour, meta)?));
+        }
+        // the ids of the files written within the dedupe window: what a crash can replay
+        if let (Some(d), false) = (&self.dedupe, read_only) {
+            let now = SystemTime::now();
+            let mut d = d.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut recent: Vec<(SystemTime, &Arc<FileEntry>)> = files
+                .values()
+                .filter_map(|f| {
+                    let written = fs::metadata(&f.path).and_then(|m| m.modified()).ok()?;
+                    d.recent(written, now).then_some((written, f))
+                })
+                .collect();
+            recent.sort_by_key(|(t, _)| *t);
+            for (written, f) in recent {
+                d.preload(&f.path, written)?;
+            }
         }
         self.lock().files = files;
         Ok(max_id)
