@@ -404,10 +404,39 @@ const SENSITIVE: &[&str] = &[
     ".tar.gz",
 ];
 
-/// Whether `path` is one of the sensitive paths above (case-insensitive).
+/// The patterns by their first byte (`/`, `.`, `e`): checked only where the path has that
+/// byte, so one pass over the path, no allocation (this runs for every event).
+static BY_FIRST: std::sync::LazyLock<[Vec<&'static [u8]>; 3]> = std::sync::LazyLock::new(|| {
+    let mut by: [Vec<&'static [u8]>; 3] = Default::default();
+    for s in SENSITIVE {
+        if let Some(i) = trigger(s.as_bytes()[0]) {
+            by[i].push(s.as_bytes());
+        }
+    }
+    by
+});
+
+fn trigger(b: u8) -> Option<usize> {
+    match b {
+        b'/' => Some(0),
+        b'.' => Some(1),
+        b'e' | b'E' => Some(2),
+        _ => None,
+    }
+}
+
+/// Whether `path` contains one of the sensitive paths above (case-insensitive).
 pub fn is_sensitive(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    SENSITIVE.iter().any(|s| lower.contains(s))
+    let p = path.as_bytes();
+    let by = &*BY_FIRST;
+    p.iter().enumerate().any(|(i, b)| {
+        trigger(*b).is_some_and(|t| {
+            by[t].iter().any(|s| {
+                p.get(i..i + s.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(s))
+            })
+        })
+    })
 }
 
 /// All subjects of one kind: the states packed in one vector (filled front to back, so memory
@@ -771,6 +800,45 @@ impl FeatureBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensitive_matcher_agrees_with_a_plain_search() {
+        let plain = |p: &str| {
+            let lower = p.to_ascii_lowercase();
+            SENSITIVE.iter().any(|s| lower.contains(s))
+        };
+        let mut paths: Vec<String> = vec![
+            "/".into(),
+            "".into(),
+            "/api/v1/orders/12".into(),
+            "/.ENV".into(),
+            "/static/app.js".into(),
+            "/x/.git".into(),
+            "/backup".into(),
+            "/Backup.tar.GZ".into(),
+            "/..%2fetc/passwd".into(),
+            "etc/passwd".into(),
+            "/a/b/c.bak".into(),
+            "/wp-login.php?x=1".into(),
+            "/e".into(),
+            "/é/.sql".into(),
+            "/ÉTC/passwd".into(),
+            "/api/sqlite".into(),
+            "/docs/.swp".into(),
+            "/solr".into(),
+            "/solr/".into(),
+        ];
+        // every pattern at the start, the middle and the end, in both cases
+        for s in SENSITIVE {
+            paths.push(format!("/x{s}"));
+            paths.push(format!("/x{}y", s.to_ascii_uppercase()));
+            paths.push(s.to_string());
+            paths.push(s[..s.len() - 1].to_string());
+        }
+        for p in &paths {
+            assert_eq!(is_sensitive(p), plain(p), "{p:?}");
+        }
+    }
 
     fn store() -> FeatureStore {
         FeatureStore::new(FeatureConfig::default()).unwrap()
