@@ -248,17 +248,22 @@ pub fn sql(args: SqlArgs) -> Result<()> {
 
 /// `90s`, `30m`, `24h`, `7d` as a duration.
 fn parse_span(s: &str) -> Result<Duration> {
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let unit_len = s.chars().last().map_or(0, char::len_utf8);
+    let (n, unit) = s.split_at(s.len() - unit_len);
     let n: u64 = n
         .parse()
         .with_context(|| format!("`{s}` is not a span such as 30m, 24h or 7d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => bail!("`{s}` is not a span such as 30m, 24h or 7d"),
     };
+    let secs = n
+        .checked_mul(per)
+        .filter(|s| *s <= 100 * 365 * 86_400)
+        .with_context(|| format!("`{s}` is longer than a century"))?;
     Ok(Duration::from_secs(secs))
 }
 
@@ -383,5 +388,8 @@ mod tests {
         assert!(parse_span("h").is_err());
         assert!(parse_span("5w").is_err());
         assert!(parse_span("").is_err());
+        assert!(parse_span("5é").is_err());
+        assert!(parse_span("é").is_err());
+        assert!(parse_span("99999999999999999d").is_err());
     }
 }
