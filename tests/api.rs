@@ -56,20 +56,31 @@ fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
+/// A JSON request with `auth` (`Bearer …`): (status, headers, body).
+fn authorized(
+    port: u16,
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    http_request(
+        port,
+        method,
+        path,
+        &[
+            ("authorization", auth),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+}
+
 /// `POST /v1/sql` as JSON with the read token.
 fn sql(port: u16, q: &str) -> serde_json::Value {
     let body = serde_json::json!({ "sql": q }).to_string();
     let auth = bearer(READ);
-    let (status, _, b) = http_request(
-        port,
-        "POST",
-        "/v1/sql",
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.as_bytes(),
-    );
+    let (status, _, b) = authorized(port, "POST", "/v1/sql", &auth, body.as_bytes());
     assert_eq!(status, 200, "{q}: {}", String::from_utf8_lossy(&b));
     serde_json::from_slice(&b).unwrap()
 }
@@ -298,18 +309,15 @@ fn sql_over_the_store_in_three_formats_and_across_a_restart() {
     let ingest = bearer(INGEST);
     let (status, _, _) = http_request(port, "POST", "/v1/sql", &[("authorization", &ingest)], q);
     assert_eq!(status, 403);
-    let (status, _, _) = http_request(
+    let (status, _, _) = authorized(
         port,
         "POST",
         "/v1/decisions",
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
+        &auth,
         br#"{"subject":{"kind":"ip","id":"192.0.2.1"},"action":"block"}"#,
     );
     assert_eq!(status, 403);
-    let (status, _, m) = http_request(port, "GET", "/metrics", &[("authorization", &auth)], b"");
+    let (status, _, m) = authorized(port, "GET", "/metrics", &auth, b"");
     assert_eq!(status, 200);
     let m = String::from_utf8(m).unwrap();
     assert!(
@@ -435,13 +443,7 @@ fn subjects_manual_decisions_and_backtests() {
     let read = bearer(READ);
     let admin = bearer(ADMIN);
 
-    let (status, _, b) = http_request(
-        port,
-        "GET",
-        "/v1/subjects/ip/203.0.113.66",
-        &[("authorization", &read)],
-        b"",
-    );
+    let (status, _, b) = authorized(port, "GET", "/v1/subjects/ip/203.0.113.66", &read, b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
     let s: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(s["tracked"], true);
@@ -454,31 +456,13 @@ fn subjects_manual_decisions_and_backtests() {
         s["decision"]["action"].is_string(),
         "the scanner has a decision: {s}"
     );
-    let (status, _, b) = http_request(
-        port,
-        "GET",
-        "/v1/subjects/ip/192.0.2.250",
-        &[("authorization", &read)],
-        b"",
-    );
+    let (status, _, b) = authorized(port, "GET", "/v1/subjects/ip/192.0.2.250", &read, b"");
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&b));
-    let (status, _, _) = http_request(
-        port,
-        "GET",
-        "/v1/subjects/planet/x",
-        &[("authorization", &read)],
-        b"",
-    );
+    let (status, _, _) = authorized(port, "GET", "/v1/subjects/planet/x", &read, b"");
     assert_eq!(status, 400);
 
     // manual block, then revoke
-    let (status, _, b) = http_request(
-        port,
-        "POST",
-        "/v1/decisions",
-        &[("authorization", &admin), ("content-type", "application/json")],
-        br#"{"subject":{"kind":"identity","id":"mallory"},"action":"block","ttl_secs":600,"reason":"ticket 42"}"#,
-    );
+    let (status, _, b) = authorized(port, "POST", "/v1/decisions", &admin, br#"{"subject":{"kind":"identity","id":"mallory"},"action":"block","ttl_secs":600,"reason":"ticket 42"}"#);
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&b));
     let d: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(d["origin"], "manual");
@@ -489,11 +473,11 @@ fn subjects_manual_decisions_and_backtests() {
             .iter()
             .any(|r| r == "manual:ops")
     );
-    let (status, _, b) = http_request(
+    let (status, _, b) = authorized(
         port,
         "GET",
         "/v1/decisions?active=true&kind=identity",
-        &[("authorization", &read)],
+        &read,
         b"",
     );
     assert_eq!(status, 200);
@@ -506,21 +490,21 @@ fn subjects_manual_decisions_and_backtests() {
             .any(|d| d["subject"]["id"] == "mallory"),
         "{l}"
     );
-    let (status, _, b) = http_request(
+    let (status, _, b) = authorized(
         port,
         "DELETE",
         "/v1/decisions/identity/mallory",
-        &[("authorization", &admin)],
+        &admin,
         b"",
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
     let r: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(r["revoked"]["action"], "block");
-    let (_, _, b) = http_request(
+    let (_, _, b) = authorized(
         port,
         "GET",
         "/v1/decisions?active=true&kind=identity",
-        &[("authorization", &read)],
+        &read,
         b"",
     );
     let l: serde_json::Value = serde_json::from_slice(&b).unwrap();
@@ -544,11 +528,11 @@ fn subjects_manual_decisions_and_backtests() {
     );
     assert_eq!(h["rows"][0]["change"], "issue");
     assert_eq!(h["rows"][1]["change"], "revoke");
-    let (status, _, b) = http_request(
+    let (status, _, b) = authorized(
         port,
         "GET",
         "/v1/decisions?kind=ip&subject=203.0.113.66",
-        &[("authorization", &read)],
+        &read,
         b"",
     );
     assert_eq!(status, 200);
@@ -562,16 +546,7 @@ fn subjects_manual_decisions_and_backtests() {
         "to": to,
     })
     .to_string();
-    let (status, _, b) = http_request(
-        port,
-        "POST",
-        "/v1/backtest",
-        &[
-            ("authorization", &read),
-            ("content-type", "application/json"),
-        ],
-        body.as_bytes(),
-    );
+    let (status, _, b) = authorized(port, "POST", "/v1/backtest", &read, body.as_bytes());
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
     let bt: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(bt["events"], 80);
@@ -588,16 +563,7 @@ fn subjects_manual_decisions_and_backtests() {
         "to": to,
     })
     .to_string();
-    let (status, _, b) = http_request(
-        port,
-        "POST",
-        "/v1/backtest",
-        &[
-            ("authorization", &read),
-            ("content-type", "application/json"),
-        ],
-        bad.as_bytes(),
-    );
+    let (status, _, b) = authorized(port, "POST", "/v1/backtest", &read, bad.as_bytes());
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&b).contains("no_such_feature"));
 
@@ -642,13 +608,7 @@ fn every_documented_path_is_served() {
     let cfg = config(dir.path(), port);
     let _v = start(&cfg, dir.path(), port);
     let admin = bearer(ADMIN);
-    let (status, _, b) = http_request(
-        port,
-        "GET",
-        "/v1/openapi.json",
-        &[("authorization", &admin)],
-        b"",
-    );
+    let (status, _, b) = authorized(port, "GET", "/v1/openapi.json", &admin, b"");
     assert_eq!(status, 200);
     let doc: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");

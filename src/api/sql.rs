@@ -324,6 +324,25 @@ pub fn encode(r: &QueryResult, format: Format) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
+/// Rows as a JSON array of objects (nulls written out): the encoding of every row the API
+/// answers with.
+pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let mut rows = Vec::new();
+    {
+        let mut w = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::JsonArray>(&mut rows);
+        for b in batches {
+            w.write(b)?;
+        }
+        w.finish()?;
+    }
+    if rows.is_empty() {
+        rows.extend_from_slice(b"[]");
+    }
+    Ok(rows)
+}
+
 /// `{"schema":[{"name","type","nullable"}],"rows":[{...}],"row_count":n,"truncated":b,"elapsed_ms":t}`
 pub fn to_json(r: &QueryResult) -> Result<Vec<u8>, arrow::error::ArrowError> {
     let schema: Vec<serde_json::Value> = r
@@ -338,19 +357,7 @@ pub fn to_json(r: &QueryResult) -> Result<Vec<u8>, arrow::error::ArrowError> {
             })
         })
         .collect();
-    let mut rows = Vec::new();
-    {
-        let mut w = arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, arrow::json::writer::JsonArray>(&mut rows);
-        for b in &r.batches {
-            w.write(b)?;
-        }
-        w.finish()?;
-    }
-    if rows.is_empty() {
-        rows.extend_from_slice(b"[]");
-    }
+    let rows = json_rows(&r.batches)?;
     let mut out = Vec::with_capacity(rows.len() + 256);
     out.extend_from_slice(b"{\"schema\":");
     out.extend_from_slice(

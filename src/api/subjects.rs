@@ -37,19 +37,7 @@ pub(super) fn ts_lit(t: UnixMicros) -> datafusion::prelude::Expr {
 
 /// Rows as JSON objects (the SQL API's row encoding).
 fn rows_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
-    let mut buf = Vec::new();
-    {
-        let mut w = arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, arrow::json::writer::JsonArray>(&mut buf);
-        for b in batches {
-            w.write(b).map_err(ApiError::internal)?;
-        }
-        w.finish().map_err(ApiError::internal)?;
-    }
-    if buf.is_empty() {
-        return Ok(Vec::new());
-    }
+    let buf = super::sql::json_rows(batches).map_err(ApiError::internal)?;
     serde_json::from_slice(&buf).map_err(ApiError::internal)
 }
 
