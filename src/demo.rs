@@ -12,9 +12,13 @@
 //!
 //! The driver tallies what clients saw: a request refused by the proxy (403 block, 429 throttle,
 //! as problem+json) counts against its sender, and so (separately) does a step-up challenge
-//! (401 from the proxy). An attacker is "blocked" once any of its requests was refused; its
-//! detection time is from its first request to that refusal. A benign user is "blocked" when
-//! any of its requests was refused.
+//! (401 from the proxy). An attacker is "blocked" once any of its requests was blocked or
+//! throttled; its detection time is from its first request to that refusal. A benign user is
+//! "blocked" when any of its requests was blocked (403), "throttled" when one was throttled.
+//!
+//! Benign users answer a step-up challenge as people do: they complete the stronger login, and
+//! their later requests carry a token with `acr: mfa`, which satisfies the proxy's step-up. An
+//! attacker holding a stolen session or token cannot, and keeps being challenged.
 
 use crate::Output;
 use anyhow::{Context, Result};
@@ -28,7 +32,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -39,6 +43,9 @@ use vigil_ingest::simulate::{Scenario, SimConfig, SimRequest, Simulation};
 
 /// The HS256 key the demo's proxy verifies user tokens with (the demo signs them).
 const DEMO_JWT_SECRET: &str = "vigil-demo-signing-key-not-a-secret-0123456789";
+/// Attacks play this many times faster than in `vigil simulate`, so that a minute shows what
+/// a few minutes of each attack do (an insider's bulk exports, a botnet's spread-out logins).
+const ATTACK_PACE: u32 = 4;
 /// Requests the driver keeps in flight at most.
 const IN_FLIGHT: usize = 256;
 
@@ -77,8 +84,18 @@ struct Tally {
     /// Per scenario (one attacker each): when it started, when it was first refused, when it
     /// was first challenged (µs).
     attackers: BTreeMap<&'static str, (i64, Option<i64>, Option<i64>)>,
-    /// Per benign user (identity, API key or IP): whether it was ever refused, challenged.
-    benign: HashMap<String, (bool, bool)>,
+    /// Per benign user (identity, API key or IP): what it was ever answered.
+    benign: HashMap<String, Seen>,
+    /// Benign users (`identity:…`) who completed a step-up after a challenge.
+    stepped_up: HashSet<String>,
+}
+
+/// What a benign user was ever answered.
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    blocked: bool,
+    throttled: bool,
+    challenged: bool,
 }
 
 #[derive(Serialize)]
@@ -97,11 +114,15 @@ struct Summary {
     /// Attackers challenged to step up but never blocked or throttled.
     attackers_challenged_only: usize,
     benign_users: usize,
-    /// Benign users with at least one request blocked or throttled.
+    /// Benign users with at least one request blocked (403).
     benign_blocked: usize,
+    /// Benign users throttled (429) at least once, never blocked.
+    benign_throttled: usize,
     /// Benign users challenged to step up (never blocked or throttled).
     benign_challenged: usize,
-    /// Who they are (at most 20): `identity:…`, `api_key:…` or `ip:…`.
+    /// Benign users who completed a step-up after a challenge.
+    benign_stepped_up: usize,
+    /// Who was blocked or throttled (at most 20): `identity:…`, `api_key:…` or `ip:…`.
     benign_blocked_users: Vec<String>,
     median_detect_secs: Option<f64>,
     /// Per scenario: seconds from the attacker's first request to its first refusal (null:
@@ -187,15 +208,24 @@ secret = {secret:?}
 }
 
 /// Re-signs a simulated token (random RS256 bytes) with the demo key, keeping its claims.
-fn resign(jwt: &str, cache: &mut HashMap<String, String>) -> Option<String> {
-    if let Some(t) = cache.get(jwt) {
+/// `jwt`'s claims signed with the demo's key; with `acr: mfa` when `stepped_up` (the user
+/// completed a stronger login).
+fn resign(
+    jwt: &str,
+    stepped_up: bool,
+    cache: &mut HashMap<(String, bool), String>,
+) -> Option<String> {
+    if let Some(t) = cache.get(&(jwt.to_string(), stepped_up)) {
         return Some(t.clone());
     }
     let payload = jwt.split('.').nth(1)?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    let mut claims: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    if stepped_up && let Some(c) = claims.as_object_mut() {
+        c.insert("acr".into(), "mfa".into());
+    }
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some("vigil-demo".into());
     let t = jsonwebtoken::encode(
@@ -207,7 +237,7 @@ fn resign(jwt: &str, cache: &mut HashMap<String, String>) -> Option<String> {
     if cache.len() > 100_000 {
         cache.clear();
     }
-    cache.insert(jwt.to_string(), t.clone());
+    cache.insert((jwt.to_string(), stepped_up), t.clone());
     Some(t)
 }
 
@@ -261,8 +291,10 @@ fn request(r: &SimRequest, proxy: &str, jwt: Option<String>) -> Result<Request<F
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Passed,
-    /// 403 (block) or 429 (throttle).
-    Refused,
+    /// 403.
+    Blocked,
+    /// 429.
+    Throttled,
     /// 401 with a step-up challenge.
     Challenged,
 }
@@ -272,7 +304,8 @@ fn verdict(status: StatusCode, headers: &HeaderMap) -> Verdict {
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     match status {
-        StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS if problem => Verdict::Refused,
+        StatusCode::FORBIDDEN if problem => Verdict::Blocked,
+        StatusCode::TOO_MANY_REQUESTS if problem => Verdict::Throttled,
         StatusCode::UNAUTHORIZED if problem => Verdict::Challenged,
         _ => Verdict::Passed,
     }
@@ -302,6 +335,7 @@ async fn drive(
             benign_users,
             benign_api_clients: 4,
             attackers_per_scenario: 1,
+            attack_pace: ATTACK_PACE,
             scenarios: Scenario::ALL.to_vec(),
             ..SimConfig::default()
         })?;
@@ -314,9 +348,28 @@ async fn drive(
                     () = tokio::time::sleep(Duration::from_micros(wait_us as u64)) => {}
                 }
             }
-            let jwt = r.jwt.as_deref().and_then(|t| resign(t, &mut cache));
-            let req = request(&r, &proxy, jwt)?;
             let who = sender(&r);
+            // Who can complete a step-up: a person with their own account, and the insider
+            // exfiltrating with theirs; not a thief holding someone else's session or
+            // token, nor a botnet guessing a password.
+            let login = match &who {
+                Err(u) => Some(u.clone()),
+                Ok(s) if *s == Scenario::DataExfiltration.as_str() => Some(format!("attacker:{s}")),
+                Ok(_) => None,
+            };
+            let stepped_up = login.as_ref().is_some_and(|u| {
+                tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .stepped_up
+                    .contains(u)
+            });
+            let jwt = r
+                .jwt
+                .as_deref()
+                .and_then(|t| resign(t, stepped_up, &mut cache));
+            let step_up_as = login.filter(|_| jwt.is_some());
+            let req = request(&r, &proxy, jwt)?;
             {
                 let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                 t.requests += 1;
@@ -325,7 +378,7 @@ async fn drive(
                         t.attackers.entry(s).or_insert((now_us(), None, None));
                     }
                     Err(u) => {
-                        t.benign.entry(u.clone()).or_insert((false, false));
+                        t.benign.entry(u.clone()).or_default();
                     }
                 }
             }
@@ -352,8 +405,14 @@ async fn drive(
                 if denied == Verdict::Passed {
                     return;
                 }
-                let refused = denied == Verdict::Refused;
+                let refused = matches!(denied, Verdict::Blocked | Verdict::Throttled);
                 let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                if denied == Verdict::Challenged
+                    && let Some(u) = step_up_as
+                {
+                    // completes the stronger login asked for
+                    t.stepped_up.insert(u);
+                }
                 if refused {
                     t.refused += 1;
                 } else {
@@ -371,10 +430,10 @@ async fn drive(
                     }
                     Err(u) => {
                         let b = t.benign.entry(u).or_default();
-                        if refused {
-                            b.0 = true;
-                        } else {
-                            b.1 = true;
+                        match denied {
+                            Verdict::Blocked => b.blocked = true,
+                            Verdict::Throttled => b.throttled = true,
+                            _ => b.challenged = true,
                         }
                     }
                 }
@@ -448,13 +507,27 @@ fn summarize(
             .filter(|a| a.1.is_none() && a.2.is_some())
             .count(),
         benign_users: t.benign.len(),
-        benign_blocked: t.benign.values().filter(|b| b.0).count(),
-        benign_challenged: t.benign.values().filter(|b| !b.0 && b.1).count(),
+        benign_blocked: t.benign.values().filter(|b| b.blocked).count(),
+        benign_throttled: t
+            .benign
+            .values()
+            .filter(|b| !b.blocked && b.throttled)
+            .count(),
+        benign_challenged: t
+            .benign
+            .values()
+            .filter(|b| !b.blocked && !b.throttled && b.challenged)
+            .count(),
+        benign_stepped_up: t
+            .stepped_up
+            .iter()
+            .filter(|u| !u.starts_with("attacker:"))
+            .count(),
         benign_blocked_users: {
             let mut v: Vec<String> = t
                 .benign
                 .iter()
-                .filter(|(_, b)| b.0)
+                .filter(|(_, b)| b.blocked || b.throttled)
                 .map(|(u, _)| u.clone())
                 .collect();
             v.sort();
@@ -562,7 +635,7 @@ async fn run(args: DemoArgs) -> Result<()> {
                     let s = summarize(&tally.lock().unwrap_or_else(|p| p.into_inner()), d, started.elapsed(), &args.listen);
                     let by: Vec<String> = s.decisions.iter().filter(|(_, n)| **n > 0).map(|(a, n)| format!("{a} {n}")).collect();
                     eprint!(
-                        "\r{:>5.0}s  requests {}  refused {}  decisions [{}]  attackers blocked {}/{}  benign affected {}/{}   ",
+                        "\r{:>5.0}s  requests {}  refused {}  decisions [{}]  attackers blocked {}/{}  benign blocked {}/{}   ",
                         s.duration_secs, s.requests, s.refused, by.join(", "),
                         s.attackers_blocked, s.attackers_total, s.benign_blocked, s.benign_users
                     );
@@ -620,8 +693,12 @@ async fn run(args: DemoArgs) -> Result<()> {
                 summary.attackers_challenged_only
             );
             println!(
-                "benign users blocked or throttled: {}/{} (challenged to step up: {})",
-                summary.benign_blocked, summary.benign_users, summary.benign_challenged
+                "benign users blocked: {}/{}, throttled: {}, challenged to step up: {} ({} stepped up)",
+                summary.benign_blocked,
+                summary.benign_users,
+                summary.benign_throttled,
+                summary.benign_challenged,
+                summary.benign_stepped_up
             );
         }
     }

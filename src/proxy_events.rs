@@ -52,6 +52,7 @@ fn record(e: &AccessEvent) -> AccessRecord<'_> {
         upstream_latency_ms: e.upstream_latency_us.map(|u| u as f64 / 1000.0),
         user_agent: text(&e.user_agent),
         referer: text(&e.referer),
+        enforced: Some(Cow::Borrowed(e.enforced())),
         ..Default::default()
     }
 }
@@ -145,8 +146,8 @@ pub async fn forward(
 }
 
 /// One access event as the generic `json` ingest format reads it (its default field names;
-/// `api_key_id` is taken as already hashed). `action` and `decision_id` ride along for
-/// whoever reads the topic; ingest ignores them.
+/// `api_key_id` is taken as already hashed; `enforced` is the action applied). `action` (the
+/// same, under its older name) and `decision_id` ride along for whoever reads the topic.
 pub fn to_json(e: &AccessEvent) -> String {
     serde_json::json!({
         "timestamp": e.timestamp.0,
@@ -170,6 +171,7 @@ pub fn to_json(e: &AccessEvent) -> String {
         "upstream_latency_ms": e.upstream_latency_us.map(|u| u as f64 / 1000.0),
         "user_agent": e.user_agent,
         "referer": e.referer,
+        "enforced": e.enforced(),
         "action": e.action.as_str(),
         "decision_id": e.decision_id,
     })
@@ -243,6 +245,7 @@ mod tests {
             action: Action::Allow,
             decision_id: None,
             completed: true,
+            forwarded: true,
         }
     }
 

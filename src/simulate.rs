@@ -35,6 +35,9 @@ pub struct SimulateArgs {
     /// Attackers per scenario.
     #[arg(long)]
     attackers_per_scenario: Option<usize>,
+    /// Attackers send this many times faster than their scenario's pace (1 to 10).
+    #[arg(long)]
+    attack_pace: Option<u32>,
     /// Scenarios to run, comma-separated (default: all): credential_stuffing,
     /// distributed_brute_force, scraping, sensitive_path_scan, session_theft, api_key_abuse,
     /// id_enumeration, data_exfiltration. `none` for benign traffic only.
@@ -84,7 +87,8 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         duration_secs,
         benign_users,
         benign_api_clients,
-        attackers_per_scenario
+        attackers_per_scenario,
+        attack_pace
     );
     if let Some(list) = &args.scenarios {
         cfg.scenarios = if list.len() == 1 && list[0] == "none" {

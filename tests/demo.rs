@@ -140,17 +140,17 @@ fn a_bounded_demo_detects_and_enforces_and_reports() {
     // every scenario's attacker ran within the minute (attacks start in its first half)
     assert_eq!(n("attackers_total"), 8, "{s}");
     assert!(n("benign_users") >= 20, "{s}");
-    // the loop closed: the proxy refused attackers on the engine's decisions within seconds;
-    // most were blocked or throttled, the rest challenged to step up
-    assert!(n("attackers_blocked") >= 4, "{s}");
-    assert!(
-        n("attackers_blocked") + n("attackers_challenged_only") >= 6,
-        "{s}"
-    );
+    // the loop closed: every attacker was blocked or throttled by the proxy on the engine's
+    // decisions within the run (those only challenged to step up were blocked once they kept
+    // calling without stepping up)
+    assert_eq!(n("attackers_blocked"), 8, "{s}");
+    assert_eq!(n("attackers_challenged_only"), 0, "{s}");
     assert!(s["median_detect_secs"].as_f64().unwrap() < 30.0, "{s}");
     let d = |a: &str| s["decisions"][a].as_u64().unwrap();
     assert!(d("block") + d("throttle") >= 4, "{s}");
     assert!(n("refused") > 0, "{s}");
-    // benign users are rarely refused (one whose API key an attacker stole can be)
-    assert!(n("benign_blocked") * 10 <= n("benign_users"), "{s}");
+    // no benign user is blocked (the client whose API key an attacker stole may be throttled
+    // with it); people who were challenged stepped up
+    assert_eq!(n("benign_blocked"), 0, "{s}");
+    assert!(n("benign_throttled") * 10 <= n("benign_users"), "{s}");
 }

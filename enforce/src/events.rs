@@ -46,6 +46,21 @@ pub struct AccessEvent {
     pub decision_id: Option<String>,
     /// The response body ended normally (false: client went away or upstream failed).
     pub completed: bool,
+    /// The request went on to the upstream (false: the proxy answered it itself).
+    pub forwarded: bool,
+}
+
+impl AccessEvent {
+    /// What the request got, as the `events.enforced` column names it: the action in force,
+    /// except that a step-up the request's authentication satisfied (so it was forwarded) is
+    /// `stepped_up`. A challenged client that never shows `stepped_up` could not log in
+    /// more strongly.
+    pub fn enforced(&self) -> &'static str {
+        match (self.action, self.forwarded) {
+            (Action::StepUp, true) => "stepped_up",
+            (a, _) => a.as_str(),
+        }
+    }
 }
 
 /// The sending side of the event queue; cheap to clone.
@@ -122,6 +137,7 @@ mod tests {
             action: Action::Allow,
             decision_id: None,
             completed: true,
+            forwarded: false,
         }
     }
 

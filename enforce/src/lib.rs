@@ -29,6 +29,7 @@ pub mod enforcement;
 pub mod error;
 pub mod events;
 pub mod feed;
+pub mod fingerprint;
 pub mod framing;
 pub mod jwt;
 pub mod metrics;

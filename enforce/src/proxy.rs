@@ -212,6 +212,7 @@ pub(crate) fn new_event(
         action: Action::Allow,
         decision_id: None,
         completed: false,
+        forwarded: false,
     }
 }
 
@@ -320,6 +321,7 @@ impl<E: Enforcer> Inner<E> {
         }
 
         // phase 5: the upstream request
+        draft.event.forwarded = true;
         let host = host_of(&parts).map(str::to_owned);
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(&EXPECT);

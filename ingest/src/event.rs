@@ -87,6 +87,10 @@ pub mod col {
     pub const REFERER: &str = "referer";
     pub const TLS_VERSION: &str = "tls_version";
     pub const UPSTREAM: &str = "upstream";
+    pub const ENFORCED: &str = "enforced";
+    pub const TLS_FINGERPRINT: &str = "tls_fingerprint";
+    pub const HTTP_FINGERPRINT: &str = "http_fingerprint";
+    pub const DEVICE: &str = "device";
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -125,6 +129,10 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         s(col::REFERER, true),
         s(col::TLS_VERSION, true),
         s(col::UPSTREAM, true),
+        s(col::ENFORCED, true),
+        s(col::TLS_FINGERPRINT, true),
+        s(col::HTTP_FINGERPRINT, true),
+        s(col::DEVICE, true),
     ]))
 });
 
@@ -160,6 +168,10 @@ pub struct EventBatchBuilder {
     referer: StringBuilder,
     tls_version: StringBuilder,
     upstream: StringBuilder,
+    enforced: StringBuilder,
+    tls_fingerprint: StringBuilder,
+    http_fingerprint: StringBuilder,
+    device: StringBuilder,
     scratch: String,
     len: usize,
 }
@@ -252,6 +264,10 @@ impl EventBatchBuilder {
             referer: s(16),
             tls_version: s(7),
             upstream: s(16),
+            enforced: s(4),
+            tls_fingerprint: s(8),
+            http_fingerprint: s(8),
+            device: s(8),
             scratch: String::new(),
             len: 0,
         }
@@ -368,6 +384,17 @@ impl EventBatchBuilder {
             None => self.tls_version.append_null(),
         }
         opt(&mut self.upstream, rec.upstream.as_deref());
+        opt(&mut self.enforced, rec.enforced.as_deref());
+        let tls = rec.tls_fingerprint.as_deref();
+        let http = rec.http_fingerprint.as_deref();
+        opt(&mut self.tls_fingerprint, tls);
+        opt(&mut self.http_fingerprint, http);
+        self.scratch.clear();
+        if crate::normalize::write_device(tls, http, &mut self.scratch) {
+            self.device.append_value(&self.scratch);
+        } else {
+            self.device.append_null();
+        }
         self.len += 1;
     }
 
@@ -399,6 +426,10 @@ impl EventBatchBuilder {
             Arc::new(self.referer.finish()),
             Arc::new(self.tls_version.finish()),
             Arc::new(self.upstream.finish()),
+            Arc::new(self.enforced.finish()),
+            Arc::new(self.tls_fingerprint.finish()),
+            Arc::new(self.http_fingerprint.finish()),
+            Arc::new(self.device.finish()),
         ];
         self.len = 0;
         // The builders and the schema are written together above; a mismatch is a bug here,

@@ -276,6 +276,35 @@ fn is_id_segment(seg: &str) -> bool {
     b.len() >= 20 && digits >= 2 && alpha >= 2 && digits + alpha + 4 >= b.len()
 }
 
+/// Appends the device subject of a request to `out` from the client's fingerprints; false
+/// (nothing written) when it has none. The device is the client *software*: the TLS
+/// fingerprint (JA4 or JA3) as logged, and of a JA4H only the part that names the client's
+/// header set (`JA4H_b`; its other parts vary per request or per user), joined by `_`:
+/// `t13d1516h2_8daaf6152771_e5627efa2ab1_3c5f2c6b1ae9` with both, either part alone otherwise.
+/// Fingerprints longer than 128 bytes are not fingerprints and are ignored.
+pub fn write_device(tls: Option<&str>, http: Option<&str>, out: &mut String) -> bool {
+    const MAX: usize = 128;
+    let tls = tls.filter(|t| t.len() <= MAX);
+    let headers = http
+        .filter(|h| h.len() <= MAX)
+        .and_then(|h| h.split('_').nth(1))
+        .filter(|b| !b.is_empty());
+    match (tls, headers) {
+        (None, None) => return false,
+        (Some(t), None) => out.push_str(t),
+        (None, Some(b)) => {
+            out.push_str("h_");
+            out.push_str(b);
+        }
+        (Some(t), Some(b)) => {
+            out.push_str(t);
+            out.push('_');
+            out.push_str(b);
+        }
+    }
+    true
+}
+
 /// Appends the route of `path` (no query) to `out`: id-like segments become `{id}`, and the
 /// result is cut at `max` bytes on a character boundary.
 pub fn write_route(path: &str, max: usize, out: &mut String) {

@@ -46,6 +46,13 @@ pub struct AccessRecord<'a> {
     pub referer: Text<'a>,
     pub tls_version: Text<'a>,
     pub upstream: Text<'a>,
+    /// The action an enforcement point applied (`block`, `step_up`, ...), when the line comes
+    /// from one (the proxy's own events); gateways leave it empty.
+    pub enforced: Text<'a>,
+    /// The client's TLS fingerprint (JA4, or JA3) as the gateway or a CDN logged it.
+    pub tls_fingerprint: Text<'a>,
+    /// The client's HTTP fingerprint (JA4H) as the enforcement point computed it.
+    pub http_fingerprint: Text<'a>,
 }
 
 /// `None` for the placeholders gateways write for "no value"; otherwise `s` without leading
@@ -122,6 +129,9 @@ impl AccessRecord<'_> {
             referer: o(self.referer),
             tls_version: o(self.tls_version),
             upstream: o(self.upstream),
+            enforced: o(self.enforced),
+            tls_fingerprint: o(self.tls_fingerprint),
+            http_fingerprint: o(self.http_fingerprint),
         }
     }
 }

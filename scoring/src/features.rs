@@ -24,6 +24,8 @@
 //! | `bytes_out_W` | response bytes |
 //! | `sensitive_hits_W` | requests to sensitive paths (`/.env`, `/.git/`, admin consoles, backups, ...) |
 //! | `unauthenticated_ratio_W` | share of requests with neither an identity nor an API key |
+//! | `challenges_W` | requests an enforcement point answered with a step-up challenge (`enforced = 'step_up'`) |
+//! | `stepped_up_W` | requests that satisfied a step-up in force with a stronger login (`enforced = 'stepped_up'`); challenges and no step-up: a client that cannot log in more strongly |
 //!
 //! For each of the first `distinct_windows` windows (default the 1m and 10m ones):
 //!
@@ -141,7 +143,9 @@ const C_404: usize = 4;
 const C_BYTES_OUT: usize = 5;
 const C_SENSITIVE: usize = 6;
 const C_UNAUTH: usize = 7;
-const N_COUNTERS: usize = 8;
+const C_CHALLENGED: usize = 8;
+const C_STEPPED_UP: usize = 9;
+const N_COUNTERS: usize = 10;
 
 // Distinct slots.
 const D_ROUTES: usize = 0;
@@ -165,6 +169,10 @@ pub struct Observation<'a> {
     pub sensitive: bool,
     /// The request carried neither an identity nor an API key.
     pub unauthenticated: bool,
+    /// An enforcement point answered the request with a step-up challenge.
+    pub challenged: bool,
+    /// The request satisfied a step-up in force at an enforcement point.
+    pub stepped_up: bool,
 }
 
 /// The state of one subject: a few hundred bytes, whatever its traffic.
@@ -255,6 +263,8 @@ impl SubjectState {
             o.bytes_out as f32,
             f32::from(o.sensitive),
             f32::from(o.unauthenticated),
+            f32::from(o.challenged),
+            f32::from(o.stepped_up),
         ];
         for (wi, tau) in w.taus_us.iter().enumerate() {
             // A late event counts with the weight it would have had by now.
@@ -664,6 +674,8 @@ impl FeatureStore {
             out.push(Some(c(C_BYTES_OUT)));
             out.push(Some(c(C_SENSITIVE)));
             out.push(ratio(c(C_UNAUTH)));
+            out.push(Some(c(C_CHALLENGED)));
+            out.push(Some(c(C_STEPPED_UP)));
         }
         for (di, half) in self.windows.halves_us.iter().enumerate() {
             let d = &state.distinct[di];
@@ -705,6 +717,8 @@ pub fn feature_names(windows: &Windows) -> Vec<String> {
             "bytes_out",
             "sensitive_hits",
             "unauthenticated_ratio",
+            "challenges",
+            "stepped_up",
         ] {
             v.push(format!("{f}_{w}"));
         }
@@ -864,6 +878,8 @@ mod tests {
             user_agent: Some("ua"),
             sensitive: is_sensitive(path),
             unauthenticated: true,
+            challenged: false,
+            stepped_up: false,
         }
     }
 

@@ -105,6 +105,7 @@ struct Columns<'a> {
     session: &'a StringArray,
     api_key: &'a StringArray,
     agent: &'a StringArray,
+    enforced: &'a StringArray,
 }
 
 pub(crate) fn column<'a, T: 'static>(
@@ -279,6 +280,7 @@ impl Scorer {
             session: column(events, col::SESSION)?,
             api_key: column(events, col::API_KEY_ID)?,
             agent: column(events, col::USER_AGENT)?,
+            enforced: column(events, col::ENFORCED)?,
         };
         let mut builders: Vec<FeatureBatchBuilder> = KINDS
             .iter()
@@ -308,6 +310,8 @@ impl Scorer {
                 user_agent: text(c.agent, i),
                 sensitive: path.is_some_and(is_sensitive),
                 unauthenticated: c.identity.is_null(i) && c.api_key.is_null(i),
+                challenged: text(c.enforced, i) == Some("step_up"),
+                stepped_up: text(c.enforced, i) == Some("stepped_up"),
             };
             let subjects = [
                 (0u8, text(c.identity, i)),

@@ -39,6 +39,8 @@ struct EventSpec {
     #[serde(default)]
     bytes_out: u64,
     ua: String,
+    /// What an enforcement point did with the request (`vigil proxy`'s events).
+    enforced: Option<String>,
 }
 
 fn one() -> u32 {
@@ -75,6 +77,7 @@ fn lines(case: &Case) -> String {
                 ("identity", &e.identity),
                 ("session", &e.session),
                 ("api_key", &e.api_key),
+                ("enforced", &e.enforced),
             ] {
                 if let Some(v) = v {
                     m.insert(k.into(), s(v).into());

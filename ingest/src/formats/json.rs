@@ -71,6 +71,12 @@ pub struct JsonMapping {
     /// An API key id already derived with the same salt (`vigil proxy`'s own events carry it
     /// instead of the key); used as is.
     pub api_key_id: Vec<String>,
+    /// The action an enforcement point applied to the request (`vigil proxy`'s own events).
+    pub enforced: Vec<String>,
+    /// A TLS client fingerprint (JA4 or JA3) the gateway or a CDN in front logged.
+    pub tls_fingerprint: Vec<String>,
+    /// An HTTP client fingerprint (JA4H) the enforcement point computed.
+    pub http_fingerprint: Vec<String>,
     /// Unit of `latency`; a preset's unit when unset, else `ms`.
     pub latency_unit: Option<DurationUnit>,
     /// Unit of `upstream_latency`; a preset's unit when unset, else `ms`.
@@ -78,7 +84,7 @@ pub struct JsonMapping {
 }
 
 /// Field order of [`JsonMapping`]'s path lists; the index is the field's id below.
-const FIELDS: usize = 24;
+const FIELDS: usize = 27;
 const TIMESTAMP: usize = 0;
 const STATUS: usize = 14;
 const BYTES_IN: usize = 15;
@@ -110,6 +116,9 @@ const FIELD_NAMES: [&str; FIELDS] = [
     "tls_version",
     "upstream",
     "api_key_id",
+    "enforced",
+    "tls_fingerprint",
+    "http_fingerprint",
 ];
 
 impl JsonMapping {
@@ -139,6 +148,9 @@ impl JsonMapping {
             &self.tls_version,
             &self.upstream,
             &self.api_key_id,
+            &self.enforced,
+            &self.tls_fingerprint,
+            &self.http_fingerprint,
         ]
     }
 
@@ -168,6 +180,9 @@ impl JsonMapping {
             &mut self.tls_version,
             &mut self.upstream,
             &mut self.api_key_id,
+            &mut self.enforced,
+            &mut self.tls_fingerprint,
+            &mut self.http_fingerprint,
         ]
     }
 
@@ -221,6 +236,9 @@ impl JsonMapping {
                 tls_version: v(&["ssl_protocol"]),
                 upstream: v(&["upstream_addr"]),
                 api_key_id: Vec::new(),
+                enforced: Vec::new(),
+                tls_fingerprint: v(&["ja4", "http_x_ja4", "ja3", "http_x_ja3"]),
+                http_fingerprint: v(&["ja4h"]),
                 latency_unit: Some(DurationUnit::S),
                 upstream_latency_unit: Some(DurationUnit::S),
             },
@@ -253,6 +271,9 @@ impl JsonMapping {
                 tls_version: v(&["tls_version", "downstream_tls_version"]),
                 upstream: v(&["upstream_host"]),
                 api_key_id: Vec::new(),
+                enforced: Vec::new(),
+                tls_fingerprint: v(&["ja4", "tls_ja4_fingerprint", "ja3", "tls_ja3_fingerprint"]),
+                http_fingerprint: v(&["ja4h"]),
                 latency_unit: Some(DurationUnit::Ms),
                 upstream_latency_unit: Some(DurationUnit::Ms),
             },
@@ -290,6 +311,9 @@ impl JsonMapping {
                 tls_version: v(&["request.tls.version"]),
                 upstream: v(&["service.host", "upstream_status"]),
                 api_key_id: Vec::new(),
+                enforced: Vec::new(),
+                tls_fingerprint: Vec::new(),
+                http_fingerprint: Vec::new(),
                 latency_unit: Some(DurationUnit::Ms),
                 upstream_latency_unit: Some(DurationUnit::Ms),
             },
@@ -326,6 +350,9 @@ impl JsonMapping {
                 tls_version: v(&["tlsVersion"]),
                 upstream: v(&["integrationStatus"]),
                 api_key_id: Vec::new(),
+                enforced: Vec::new(),
+                tls_fingerprint: Vec::new(),
+                http_fingerprint: Vec::new(),
                 latency_unit: Some(DurationUnit::Ms),
                 upstream_latency_unit: Some(DurationUnit::Ms),
             },
@@ -354,6 +381,9 @@ impl JsonMapping {
                 tls_version: v(&["TLSVersion"]),
                 upstream: v(&["ServiceAddr"]),
                 api_key_id: Vec::new(),
+                enforced: Vec::new(),
+                tls_fingerprint: v(&["request_X-Ja4", "request_Cf-Ja4", "request_X-Ja3"]),
+                http_fingerprint: Vec::new(),
                 latency_unit: Some(DurationUnit::Ns),
                 upstream_latency_unit: Some(DurationUnit::Ns),
             },
@@ -382,6 +412,9 @@ impl JsonMapping {
                 tls_version: v(&["tls_version"]),
                 upstream: v(&["upstream"]),
                 api_key_id: v(&["api_key_id"]),
+                enforced: v(&["enforced"]),
+                tls_fingerprint: v(&["tls_fingerprint", "ja4", "ja3"]),
+                http_fingerprint: v(&["http_fingerprint", "ja4h"]),
                 latency_unit: Some(DurationUnit::Ms),
                 upstream_latency_unit: Some(DurationUnit::Ms),
             },
@@ -497,6 +530,9 @@ impl JsonFormat {
             referer: text(20),
             tls_version: text(21),
             upstream: text(22),
+            enforced: text(24),
+            tls_fingerprint: text(25),
+            http_fingerprint: text(26),
         })
     }
 }

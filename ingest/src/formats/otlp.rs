@@ -288,6 +288,9 @@ fn record<'a>(lr: LogRecord<'a>) -> Result<AccessRecord<'a>, ParseError> {
             "http.request.header.x-request-id" | "http.request.id" => rec.request_id = v.text(),
             "http.request.header.x-forwarded-for" => rec.forwarded_for = v.text(),
             "tls.protocol.version" => rec.tls_version = v.text(),
+            "tls.client.ja4" => rec.tls_fingerprint = v.text(),
+            "tls.client.ja3" if rec.tls_fingerprint.is_none() => rec.tls_fingerprint = v.text(),
+            "http.request.ja4h" => rec.http_fingerprint = v.text(),
             "network.protocol.version" => rec.protocol = v.text(),
             "upstream.address" | "server.upstream.address" => rec.upstream = v.text(),
             _ => {}

@@ -22,6 +22,8 @@ pub(crate) struct Ctx<'a> {
     pub plan: &'a Plan,
     pub host: &'a str,
     pub start_us: i64,
+    /// [`SimConfig::attack_pace`](super::SimConfig::attack_pace).
+    pub attack_pace: u32,
 }
 
 fn actor_rng(seed: u64, actor: usize) -> SimRng {
@@ -57,6 +59,7 @@ impl<'a> Requests<'a> {
             plan,
             host: &sim.cfg.gateway_host,
             start_us: sim.cfg.start_us(),
+            attack_pace: sim.cfg.attack_pace,
         };
         let end_us = sim.cfg.end_us();
         let n = plan.users.len() + plan.clients.len() + plan.attacks.len();

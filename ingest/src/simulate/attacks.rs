@@ -313,6 +313,8 @@ impl<'a> AttackState<'a> {
                 (who, draft, Some(now + secs_us(wait)))
             }
         };
+        let pace = i64::from(ctx.attack_pace.max(1));
+        let next = next.map(|n| now + (n - now) / pace);
         (
             traffic::finish(rng, now, ctx.host, who, draft, scenario),
             next,

@@ -40,6 +40,9 @@ pub struct SimConfig {
     pub scenarios: Vec<Scenario>,
     /// Host (authority) of the simulated API gateway. Default "api.example.com".
     pub gateway_host: String,
+    /// Attackers send requests this many times faster than the scenario's own pace (1 to 10),
+    /// so a short run (`vigil demo`) shows what a longer attack does. Default 1.
+    pub attack_pace: u32,
 }
 
 impl Default for SimConfig {
@@ -53,6 +56,7 @@ impl Default for SimConfig {
             attackers_per_scenario: 2,
             scenarios: Scenario::ALL.to_vec(),
             gateway_host: "api.example.com".to_owned(),
+            attack_pace: 1,
         }
     }
 }
@@ -116,6 +120,12 @@ impl SimConfig {
                     "{} is more than the maximum {MAX_ATTACKERS_PER_SCENARIO}",
                     self.attackers_per_scenario
                 ),
+            ));
+        }
+        if !(1..=10).contains(&self.attack_pace) {
+            return Err(invalid(
+                "attack_pace",
+                format!("{} is not between 1 and 10", self.attack_pace),
             ));
         }
         for (i, s) in self.scenarios.iter().enumerate() {
