@@ -91,6 +91,10 @@ pub mod col {
     pub const TLS_FINGERPRINT: &str = "tls_fingerprint";
     pub const HTTP_FINGERPRINT: &str = "http_fingerprint";
     pub const DEVICE: &str = "device";
+    pub const ATTACK_CLASSES: &str = "attack_classes";
+    pub const ATTACK_DETECTORS: &str = "attack_detectors";
+    pub const EVIDENCE: &str = "evidence";
+    pub const EVIDENCE_STRONG: &str = "evidence_strong";
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -133,6 +137,18 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         s(col::TLS_FINGERPRINT, true),
         s(col::HTTP_FINGERPRINT, true),
         s(col::DEVICE, true),
+        Field::new(
+            col::ATTACK_CLASSES,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+        Field::new(
+            col::ATTACK_DETECTORS,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+        s(col::EVIDENCE, true),
+        Field::new(col::EVIDENCE_STRONG, DataType::Boolean, true),
     ]))
 });
 
@@ -172,6 +188,10 @@ pub struct EventBatchBuilder {
     tls_fingerprint: StringBuilder,
     http_fingerprint: StringBuilder,
     device: StringBuilder,
+    attack_classes: ListBuilder<StringBuilder>,
+    attack_detectors: ListBuilder<StringBuilder>,
+    evidence: StringBuilder,
+    evidence_strong: BooleanBuilder,
     scratch: String,
     len: usize,
 }
@@ -268,6 +288,10 @@ impl EventBatchBuilder {
             tls_fingerprint: s(8),
             http_fingerprint: s(8),
             device: s(8),
+            attack_classes: ListBuilder::new(StringBuilder::new()),
+            attack_detectors: ListBuilder::new(StringBuilder::new()),
+            evidence: s(0),
+            evidence_strong: BooleanBuilder::with_capacity(n),
             scratch: String::new(),
             len: 0,
         }
@@ -395,6 +419,28 @@ impl EventBatchBuilder {
         } else {
             self.device.append_null();
         }
+        let evidence = norm.inspect(rec);
+        if evidence.is_empty() {
+            self.attack_classes.append(true);
+            self.attack_detectors.append(true);
+            self.evidence.append_null();
+            self.evidence_strong.append_value(false);
+        } else {
+            for c in evidence.classes() {
+                self.attack_classes.values().append_value(c.as_str());
+            }
+            self.attack_classes.append(true);
+            for m in evidence.matches() {
+                self.attack_detectors.values().append_value(m.detector);
+            }
+            self.attack_detectors.append(true);
+            self.evidence.append_value(evidence.describe());
+            self.evidence_strong.append_value(
+                evidence
+                    .classes()
+                    .any(|c| evidence.strength(c) == Some(vigil_detect::Strength::Strong)),
+            );
+        }
         self.len += 1;
     }
 
@@ -430,6 +476,10 @@ impl EventBatchBuilder {
             Arc::new(self.tls_fingerprint.finish()),
             Arc::new(self.http_fingerprint.finish()),
             Arc::new(self.device.finish()),
+            Arc::new(self.attack_classes.finish()),
+            Arc::new(self.attack_detectors.finish()),
+            Arc::new(self.evidence.finish()),
+            Arc::new(self.evidence_strong.finish()),
         ];
         self.len = 0;
         // The builders and the schema are written together above; a mismatch is a bug here,

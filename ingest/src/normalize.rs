@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use vigil_detect::{Detectors, Evidence, Request as DetectRequest};
 
 /// `[normalize]` in the config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +33,10 @@ pub struct NormalizeConfig {
     /// Longest route kept, in bytes; longer routes are cut (bounds the route column's
     /// cardinality under path fuzzing). Default 256.
     pub max_route_bytes: usize,
+    /// Inspect every request (decoded path and query, user agent, referer) for attack evidence
+    /// (`vigil-detect`): the events' `attack_classes`, `attack_detectors` and `evidence`
+    /// columns. Default true.
+    pub detectors: bool,
 }
 
 impl Default for NormalizeConfig {
@@ -41,6 +47,7 @@ impl Default for NormalizeConfig {
             jwt_claims: true,
             api_key_salt: String::new(),
             max_route_bytes: 256,
+            detectors: true,
         }
     }
 }
@@ -457,6 +464,21 @@ pub struct Normalizer {
     cfg: NormalizeConfig,
     jwt_memo: Memo<Option<JwtClaims>>,
     key_memo: Memo<String>,
+    detectors: Option<Arc<Detectors>>,
+    evidence: Evidence,
+}
+
+/// The built-in detectors, compiled once per process.
+fn builtin_detectors() -> Result<Arc<Detectors>, IngestError> {
+    static BUILTIN: OnceLock<Result<Arc<Detectors>, String>> = OnceLock::new();
+    BUILTIN
+        .get_or_init(|| {
+            Detectors::builtin()
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|m| IngestError::config("normalize.detectors", m))
 }
 
 impl Normalizer {
@@ -483,16 +505,40 @@ impl Normalizer {
                 "must be at least 16",
             ));
         }
+        let detectors = if cfg.detectors {
+            Some(builtin_detectors()?)
+        } else {
+            None
+        };
         Ok(Self {
             trusted,
             cfg,
             jwt_memo: Memo::new(65_536),
             key_memo: Memo::new(65_536),
+            detectors,
+            evidence: Evidence::new(),
         })
     }
 
     pub fn config(&self) -> &NormalizeConfig {
         &self.cfg
+    }
+
+    /// The attack evidence in `rec`'s request (empty when detectors are off).
+    pub fn inspect(&mut self, rec: &AccessRecord<'_>) -> &Evidence {
+        self.evidence.clear();
+        if let Some(d) = &self.detectors {
+            let req = DetectRequest {
+                method: rec.method.as_deref().unwrap_or("GET"),
+                target: rec.target.as_deref().unwrap_or(""),
+                query: rec.query.as_deref(),
+                protocol: rec.protocol.as_deref(),
+                user_agent: rec.user_agent.as_deref(),
+                referer: rec.referer.as_deref(),
+            };
+            d.inspect(&req, &mut self.evidence);
+        }
+        &self.evidence
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {

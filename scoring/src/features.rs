@@ -24,8 +24,17 @@
 //! | `bytes_out_W` | response bytes |
 //! | `sensitive_hits_W` | requests to sensitive paths (`/.env`, `/.git/`, admin consoles, backups, ...) |
 //! | `unauthenticated_ratio_W` | share of requests with neither an identity nor an API key |
+//!
+//! Rare signals, for the *classes window* only (the longest window with distinct counts, `10m`
+//! by default):
+//!
+//! | feature | meaning |
+//! |---|---|
 //! | `challenges_W` | requests an enforcement point answered with a step-up challenge (`enforced = 'step_up'`) |
+//! | `evidence_W`, `strong_evidence_W` | requests carrying attack evidence (`events.attack_classes` not empty), and strong evidence (`evidence_strong`: injection syntax, a known CVE probe) |
+//! | `evidence_ratio_W` | `evidence_W / requests_W` |
 //! | `stepped_up_W` | requests that satisfied a step-up in force with a stronger login (`enforced = 'stepped_up'`); challenges and no step-up: a client that cannot log in more strongly |
+//! | `attack_classes_W` | distinct attack classes in the evidence (`sqli`, `xss`, ...; exact, over the last half-to-whole window) |
 //!
 //! For each of the first `distinct_windows` windows (default the 1m and 10m ones):
 //!
@@ -143,9 +152,14 @@ const C_404: usize = 4;
 const C_BYTES_OUT: usize = 5;
 const C_SENSITIVE: usize = 6;
 const C_UNAUTH: usize = 7;
-const C_CHALLENGED: usize = 8;
-const C_STEPPED_UP: usize = 9;
-const N_COUNTERS: usize = 10;
+const N_COUNTERS: usize = 8;
+
+// Counters of rare events, kept for one window only (the classes window, `10m` by default).
+const R_CHALLENGED: usize = 0;
+const R_STEPPED_UP: usize = 1;
+const R_EVIDENCE: usize = 2;
+const R_STRONG: usize = 3;
+const N_RARE: usize = 4;
 
 // Distinct slots.
 const D_ROUTES: usize = 0;
@@ -173,6 +187,11 @@ pub struct Observation<'a> {
     pub challenged: bool,
     /// The request satisfied a step-up in force at an enforcement point.
     pub stepped_up: bool,
+    /// Attack classes in the request's evidence (bit `i`: the `i`-th of
+    /// `vigil_detect::AttackClass::ALL`); 0 when clean.
+    pub attack_classes: u16,
+    /// Some of the evidence is strong.
+    pub evidence_strong: bool,
 }
 
 /// The state of one subject: a few hundred bytes, whatever its traffic.
@@ -183,6 +202,7 @@ pub struct SubjectState {
     /// The latest event time seen; the counters are decayed to it.
     last_seen_us: i64,
     counters: [[f32; N_COUNTERS]; MAX_WINDOWS],
+    rare: [f32; N_RARE],
     distinct: [WindowedDistinct<N_DISTINCT>; MAX_DISTINCT_WINDOWS],
     iat_mean_ms: f32,
     iat_sq_ms: f32,
@@ -196,6 +216,10 @@ pub struct SubjectState {
     seen_agents: Seen,
     new_ip: bool,
     new_agent: bool,
+    /// Attack classes seen in the current and previous half of the classes window.
+    class_epoch: i32,
+    class_cur: u16,
+    class_prev: u16,
 }
 
 fn hash(s: &str) -> u64 {
@@ -218,6 +242,7 @@ impl SubjectState {
             first_seen_us: t,
             last_seen_us: t,
             counters: [[0.0; N_COUNTERS]; MAX_WINDOWS],
+            rare: [0.0; N_RARE],
             distinct: [WindowedDistinct::default(); MAX_DISTINCT_WINDOWS],
             iat_mean_ms: 0.0,
             iat_sq_ms: 0.0,
@@ -230,6 +255,21 @@ impl SubjectState {
             seen_agents: Seen::default(),
             new_ip: false,
             new_agent: false,
+            class_epoch: i32::MIN,
+            class_cur: 0,
+            class_prev: 0,
+        }
+    }
+
+    /// The attack classes seen over the classes window at `t_us` (half-window epochs).
+    fn classes_at(&self, t_us: i64, half_us: i64) -> u16 {
+        let now = (t_us.div_euclid(half_us)) as i32;
+        if self.class_epoch == now {
+            self.class_cur | self.class_prev
+        } else if self.class_epoch == now.wrapping_sub(1) {
+            self.class_cur
+        } else {
+            0
         }
     }
 
@@ -239,21 +279,26 @@ impl SubjectState {
 
     /// Decays every counter from `last_seen_us` to `t` (no-op for earlier times); the caller
     /// then moves `last_seen_us` to `t`.
-    fn decay_to(&mut self, t: i64, taus_us: &[f64]) {
+    fn decay_to(&mut self, t: i64, w: &Windows) {
         if t <= self.last_seen_us {
             return;
         }
         let dt = (t - self.last_seen_us) as f64;
-        for (w, tau) in taus_us.iter().enumerate() {
+        for (wi, tau) in w.taus_us.iter().enumerate() {
             let f = (-dt / tau).exp() as f32;
-            for c in &mut self.counters[w] {
+            for c in &mut self.counters[wi] {
                 *c *= f;
+            }
+            if wi == w.classes_window && self.rare != [0.0; N_RARE] {
+                for c in &mut self.rare {
+                    *c *= f;
+                }
             }
         }
     }
 
     fn observe(&mut self, kind: SubjectKind, o: &Observation<'_>, w: &Windows) {
-        self.decay_to(o.t_us, &w.taus_us);
+        self.decay_to(o.t_us, w);
         let values: [f32; N_COUNTERS] = [
             1.0,
             f32::from((400..500).contains(&o.status)),
@@ -263,8 +308,12 @@ impl SubjectState {
             o.bytes_out as f32,
             f32::from(o.sensitive),
             f32::from(o.unauthenticated),
+        ];
+        let rare: [f32; N_RARE] = [
             f32::from(o.challenged),
             f32::from(o.stepped_up),
+            f32::from(o.attack_classes != 0),
+            f32::from(o.evidence_strong),
         ];
         for (wi, tau) in w.taus_us.iter().enumerate() {
             // A late event counts with the weight it would have had by now.
@@ -275,6 +324,11 @@ impl SubjectState {
             };
             for (c, v) in self.counters[wi].iter_mut().zip(values) {
                 *c += v * weight;
+            }
+            if wi == w.classes_window {
+                for (c, v) in self.rare.iter_mut().zip(rare) {
+                    *c += v * weight;
+                }
             }
         }
         let peer = if kind == SubjectKind::Ip {
@@ -295,6 +349,24 @@ impl SubjectState {
             }
             if let Some(a) = o.user_agent {
                 d.add(D_AGENTS, hash(a), o.t_us, *half);
+            }
+        }
+        if o.attack_classes != 0 {
+            let e = (o.t_us.div_euclid(w.classes_half_us)) as i32;
+            if e > self.class_epoch {
+                self.class_prev = if e == self.class_epoch.wrapping_add(1) {
+                    self.class_cur
+                } else {
+                    0
+                };
+                self.class_cur = 0;
+                self.class_epoch = e;
+            }
+            if e == self.class_epoch {
+                self.class_cur |= o.attack_classes;
+            } else if e == self.class_epoch.wrapping_sub(1) {
+                // late, from the previous half
+                self.class_prev |= o.attack_classes;
             }
         }
         if o.t_us > self.last_seen_us {
@@ -338,17 +410,30 @@ impl SubjectState {
 }
 
 /// The configured windows, precomputed.
+///
+/// Rare signals (`challenges`, `stepped_up`, `evidence`, `strong_evidence`, `evidence_ratio`,
+/// `attack_classes`) are kept for one window only, the *classes window*: the longest with
+/// distinct counts (`10m` by default), else the shortest.
 #[derive(Debug, Clone)]
 pub struct Windows {
     pub names: Vec<String>,
     pub secs: Vec<u64>,
     taus_us: Vec<f64>,
     halves_us: Vec<i64>,
+    /// The window of `attack_classes_W`: the longest with distinct counts, else the shortest.
+    classes_window: usize,
+    classes_half_us: i64,
 }
 
 impl Windows {
     pub fn new(cfg: &FeatureConfig) -> Self {
+        let classes_window = cfg.distinct_windows.saturating_sub(1);
         Self {
+            classes_window,
+            classes_half_us: cfg
+                .windows_secs
+                .get(classes_window)
+                .map_or(30_000_000, |s| (*s as i64 * 1_000_000 / 2).max(1)),
             names: cfg.windows_secs.iter().map(|s| window_name(*s)).collect(),
             secs: cfg.windows_secs.clone(),
             taus_us: cfg.windows_secs.iter().map(|s| *s as f64 * 1e6).collect(),
@@ -674,8 +759,14 @@ impl FeatureStore {
             out.push(Some(c(C_BYTES_OUT)));
             out.push(Some(c(C_SENSITIVE)));
             out.push(ratio(c(C_UNAUTH)));
-            out.push(Some(c(C_CHALLENGED)));
-            out.push(Some(c(C_STEPPED_UP)));
+            if wi == self.windows.classes_window {
+                let r = |k: usize| f64::from(state.rare[k]) * f;
+                out.push(Some(r(R_CHALLENGED)));
+                out.push(Some(r(R_STEPPED_UP)));
+                out.push(Some(r(R_EVIDENCE)));
+                out.push(Some(r(R_STRONG)));
+                out.push(ratio(r(R_EVIDENCE)));
+            }
         }
         for (di, half) in self.windows.halves_us.iter().enumerate() {
             let d = &state.distinct[di];
@@ -687,6 +778,11 @@ impl FeatureStore {
             out.push(if ip { e(D_PEERS) } else { None });
             out.push(e(D_AGENTS));
         }
+        out.push(Some(f64::from(
+            state
+                .classes_at(t_us, self.windows.classes_half_us)
+                .count_ones(),
+        )));
         let person = matches!(kind, SubjectKind::Identity | SubjectKind::Session);
         out.push(person.then_some(f64::from(u8::from(state.new_ip))));
         out.push(person.then_some(f64::from(u8::from(state.new_agent))));
@@ -717,10 +813,19 @@ pub fn feature_names(windows: &Windows) -> Vec<String> {
             "bytes_out",
             "sensitive_hits",
             "unauthenticated_ratio",
-            "challenges",
-            "stepped_up",
         ] {
             v.push(format!("{f}_{w}"));
+        }
+        if *w == windows.names[windows.classes_window] {
+            for f in [
+                "challenges",
+                "stepped_up",
+                "evidence",
+                "strong_evidence",
+                "evidence_ratio",
+            ] {
+                v.push(format!("{f}_{w}"));
+            }
         }
     }
     for w in &windows.names[..windows.halves_us.len()] {
@@ -734,6 +839,10 @@ pub fn feature_names(windows: &Windows) -> Vec<String> {
             v.push(format!("{f}_{w}"));
         }
     }
+    v.push(format!(
+        "attack_classes_{}",
+        windows.names[windows.classes_window]
+    ));
     for f in [
         "new_ip",
         "new_user_agent",
@@ -880,6 +989,8 @@ mod tests {
             unauthenticated: true,
             challenged: false,
             stepped_up: false,
+            attack_classes: 0,
+            evidence_strong: false,
         }
     }
 
@@ -1003,7 +1114,9 @@ mod tests {
 
     #[test]
     fn state_is_small() {
+        // 320 bytes before the rare signals (step-up challenges, attack evidence: four
+        // counters for one window) and the attack-class masks; the goal is 256.
         let size = std::mem::size_of::<SubjectState>();
-        assert!(size <= 320, "SubjectState is {size} bytes");
+        assert!(size <= 344, "SubjectState is {size} bytes");
     }
 }

@@ -16,14 +16,15 @@ use crate::model::{ModelMode, ModelSet, ModelsConfig};
 use crate::policy::{ModelSignal, Policy, PolicyConfig, trust_score};
 use crate::rules::{ReloadableRules, RuleSet};
 use arrow::array::{
-    Array, Float64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
-    TimestampMicrosecondBuilder, UInt16Array, UInt64Array,
+    Array, BooleanArray, Float64Builder, ListArray, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder, UInt16Array, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use vigil_detect::AttackClass;
 use vigil_enforce::{Decision, SubjectKind};
 use vigil_ingest::event::col;
 
@@ -106,6 +107,28 @@ struct Columns<'a> {
     api_key: &'a StringArray,
     agent: &'a StringArray,
     enforced: &'a StringArray,
+    attack_classes: &'a ListArray,
+    evidence: &'a StringArray,
+    evidence_strong: &'a BooleanArray,
+}
+
+/// The attack classes of row `i` of an `attack_classes` column as a bit set (bit `n`: the
+/// `n`-th of [`AttackClass::ALL`]).
+fn class_mask(list: &ListArray, i: usize) -> u16 {
+    if list.is_null(i) {
+        return 0;
+    }
+    let offsets = list.value_offsets();
+    let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+    if a == b {
+        return 0;
+    }
+    let Some(values) = list.values().as_any().downcast_ref::<StringArray>() else {
+        return 0;
+    };
+    (a..b)
+        .filter_map(|j| AttackClass::from_name(values.value(j)))
+        .fold(0, |m, c| m | (1 << (c as u16)))
 }
 
 pub(crate) fn column<'a, T: 'static>(
@@ -154,6 +177,9 @@ pub struct Scorer {
     /// Last evaluation time per (kind index, subject key).
     last_eval: HashMap<(u8, u64), i64>,
     values: Vec<Option<f64>>,
+    /// The latest attack evidence in words per (kind index, subject) of the batch being
+    /// scored, for the reasons of decisions it leads to.
+    evidence: HashMap<(u8, String), String>,
     pub events_scored: u64,
 }
 
@@ -180,6 +206,7 @@ impl Scorer {
             eval_interval_us: cfg.eval_interval_secs as i64 * 1_000_000,
             last_eval: HashMap::new(),
             values: Vec::new(),
+            evidence: HashMap::new(),
             events_scored: 0,
         })
     }
@@ -281,7 +308,11 @@ impl Scorer {
             api_key: column(events, col::API_KEY_ID)?,
             agent: column(events, col::USER_AGENT)?,
             enforced: column(events, col::ENFORCED)?,
+            attack_classes: column(events, col::ATTACK_CLASSES)?,
+            evidence: column(events, col::EVIDENCE)?,
+            evidence_strong: column(events, col::EVIDENCE_STRONG)?,
         };
+        self.evidence.clear();
         let mut builders: Vec<FeatureBatchBuilder> = KINDS
             .iter()
             .map(|_| FeatureBatchBuilder::new(self.schema.clone()))
@@ -312,7 +343,10 @@ impl Scorer {
                 unauthenticated: c.identity.is_null(i) && c.api_key.is_null(i),
                 challenged: text(c.enforced, i) == Some("step_up"),
                 stepped_up: text(c.enforced, i) == Some("stepped_up"),
+                attack_classes: class_mask(c.attack_classes, i),
+                evidence_strong: c.evidence_strong.is_valid(i) && c.evidence_strong.value(i),
             };
+            let evidence = text(c.evidence, i);
             let subjects = [
                 (0u8, text(c.identity, i)),
                 (1, text(c.session, i)),
@@ -322,6 +356,9 @@ impl Scorer {
             for (k, id) in subjects {
                 let Some(id) = id else { continue };
                 let kind = KINDS[usize::from(k)];
+                if let Some(e) = evidence {
+                    self.evidence.insert((k, id.to_string()), e.to_string());
+                }
                 let key = self.store.observe(kind, id, &o);
                 let due = self
                     .last_eval
@@ -436,6 +473,12 @@ impl Scorer {
                 else {
                     continue;
                 };
+                if let Some(e) = self
+                    .evidence
+                    .get(&(ki as u8, subjects.value(row).to_string()))
+                {
+                    d.reasons.push(format!("evidence:{e}"));
+                }
                 // Explanations cost one small inference each: only for decisions issued.
                 for (i, m) in self.models.models.iter().enumerate() {
                     let Some(score) = self.model_scores[i].get(row) else {
