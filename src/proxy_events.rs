@@ -53,6 +53,8 @@ fn record(e: &AccessEvent) -> AccessRecord<'_> {
         user_agent: text(&e.user_agent),
         referer: text(&e.referer),
         enforced: Some(Cow::Borrowed(e.enforced())),
+        tls_fingerprint: text(&e.tls_fingerprint),
+        http_fingerprint: text(&e.http_fingerprint),
         ..Default::default()
     }
 }
@@ -146,7 +148,8 @@ pub async fn forward(
 }
 
 /// One access event as the generic `json` ingest format reads it (its default field names;
-/// `api_key_id` is taken as already hashed; `enforced` is the action applied). `action` (the
+/// `api_key_id` is taken as already hashed; `enforced` is the action applied;
+/// `tls_fingerprint` and `http_fingerprint` are the proxy's JA4 and JA4H). `action` (the
 /// same, under its older name) and `decision_id` ride along for whoever reads the topic.
 pub fn to_json(e: &AccessEvent) -> String {
     serde_json::json!({
@@ -172,6 +175,8 @@ pub fn to_json(e: &AccessEvent) -> String {
         "user_agent": e.user_agent,
         "referer": e.referer,
         "enforced": e.enforced(),
+        "tls_fingerprint": e.tls_fingerprint,
+        "http_fingerprint": e.http_fingerprint,
         "action": e.action.as_str(),
         "decision_id": e.decision_id,
     })
@@ -220,6 +225,30 @@ mod tests {
     use vigil_enforce::Action;
     use vigil_enforce::decision::UnixMicros;
 
+    /// Ingest names a client's device as the proxy does (the rule is written in both crates,
+    /// as enforce depends on no vigil crate): the proxy's decisions on devices must find the
+    /// devices scoring decides on.
+    #[test]
+    fn ingest_and_the_proxy_name_devices_alike() {
+        let ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1";
+        let ja4h = "ge11cr05da00_8ddaef5d77af_280f366eaa04_c2fb0fe53442";
+        let long = "x".repeat(200);
+        for (tls, http) in [
+            (Some(ja4), Some(ja4h)),
+            (Some(ja4), None),
+            (None, Some(ja4h)),
+            (None, None),
+            (Some(long.as_str()), Some(ja4h)),
+            (None, Some("no-underscore")),
+            (None, Some("a__b")),
+        ] {
+            let mut s = String::new();
+            let ingest = vigil_ingest::normalize::write_device(tls, http, &mut s).then_some(s);
+            let proxy = vigil_enforce::fingerprint::device_id(tls, http);
+            assert_eq!(ingest, proxy, "{tls:?} {http:?}");
+        }
+    }
+
     fn event(i: u16) -> AccessEvent {
         AccessEvent {
             timestamp: UnixMicros(1_790_000_000_000_000 + i64::from(i)),
@@ -246,6 +275,8 @@ mod tests {
             decision_id: None,
             completed: true,
             forwarded: true,
+            tls_fingerprint: (i == 0).then(|| "t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
+            http_fingerprint: Some(format!("ge11nn05enus_{i:012}_000000000000_000000000000")),
         }
     }
 
@@ -298,5 +329,25 @@ mod tests {
             .unwrap();
         assert_eq!(status.value(2), 202);
         assert!(!s("referer").is_valid(0));
+        // the proxy's fingerprints, as computed
+        let tls = s("tls_fingerprint");
+        assert_eq!(tls.value(0), "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        assert!(!tls.is_valid(1), "cleartext: no JA4");
+        assert_eq!(
+            s("http_fingerprint").value(2),
+            "ge11nn05enus_000000000002_000000000000_000000000000"
+        );
+    }
+
+    #[test]
+    fn json_carries_the_fingerprints() {
+        let v: serde_json::Value = serde_json::from_str(&to_json(&event(0))).unwrap();
+        assert_eq!(v["tls_fingerprint"], "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        assert_eq!(
+            v["http_fingerprint"],
+            "ge11nn05enus_000000000000_000000000000_000000000000"
+        );
+        let v: serde_json::Value = serde_json::from_str(&to_json(&event(1))).unwrap();
+        assert!(v["tls_fingerprint"].is_null());
     }
 }

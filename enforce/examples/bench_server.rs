@@ -97,6 +97,12 @@ async fn proxy(listen: &str, upstream: &str, n: u32) {
         table.len(),
         started.elapsed()
     );
+    let fingerprints =
+        std::env::var("VIGIL_BENCH_FINGERPRINTS").map_or(true, |v| v != "false" && v != "0");
+    eprintln!(
+        "bench_server: fingerprints {}",
+        if fingerprints { "on" } else { "off" }
+    );
     let cfg = ProxyConfig {
         listen: listen.to_string(),
         upstream: upstream.to_string(),
@@ -104,6 +110,7 @@ async fn proxy(listen: &str, upstream: &str, n: u32) {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
+        fingerprints,
         ..Default::default()
     };
     let settings = cfg.build().expect("valid proxy config");

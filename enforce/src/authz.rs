@@ -200,10 +200,18 @@ pub fn check<E: Enforcer>(
         );
     }
     let orig = original_request(enf, method, path_and_query, headers, peer);
-    let subjects = match enf.extractor().extract_with_ip(orig.client_ip, headers) {
+    let mut subjects = match enf.extractor().extract_with_ip(orig.client_ip, headers) {
         Ok(s) => s,
         Err(e) => return error_response(&e, &rid),
     };
+    if let Some(h) = &enf.settings().device_header {
+        let tls = headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        subjects.device = crate::fingerprint::device_id(tls, None);
+    }
     let view = RequestView {
         method: &orig.method,
         uri: &orig.uri,

@@ -63,6 +63,11 @@ pub struct ProxyConfig {
     pub shutdown_drain_timeout_ms: u64,
     /// Header carrying the API key; empty disables API keys. Default `x-api-key`.
     pub api_key_header: String,
+    /// Forward-auth only: the header in which the gateway passes the client's TLS fingerprint
+    /// (JA4 or JA3, e.g. Envoy's `%TLS_JA4_FINGERPRINT%` or a CDN's header), the request's
+    /// device subject. The gateway must set it, overwriting whatever the client sent. Empty
+    /// (the default): forward-auth has no device subject.
+    pub device_header: String,
     /// Secret prefix mixed into the API key hash; must equal `normalize.api_key_salt`.
     /// Default empty.
     pub api_key_salt: String,
@@ -105,6 +110,11 @@ pub struct ProxyConfig {
     /// with `format = "json"` on this topic scores them. `vigil run` ingests its proxy's
     /// events in process and ignores this. Default none.
     pub events_topic: Option<String>,
+    /// Client fingerprints in the access events: JA4H of every request head and, on a TLS
+    /// listener, JA4 of each connection's ClientHello (peeked before the handshake, within
+    /// `header_read_timeout_ms`). `false` computes neither (no peek, nothing hashed); JA4H is
+    /// under the FoxIO License 1.1, see NOTICE. Default true.
+    pub fingerprints: bool,
     pub feed: FeedConfig,
     pub jwt: JwtConfig,
     pub step_up: StepUpConfig,
@@ -131,6 +141,7 @@ impl Default for ProxyConfig {
             shutdown_readiness_delay_ms: 0,
             shutdown_drain_timeout_ms: 15_000,
             api_key_header: "x-api-key".into(),
+            device_header: String::new(),
             api_key_salt: String::new(),
             session_cookie: "session".into(),
             basic_auth_identity: false,
@@ -143,6 +154,7 @@ impl Default for ProxyConfig {
             tls_key_path: None,
             admin_listen: None,
             events_topic: None,
+            fingerprints: true,
             feed: FeedConfig::default(),
             jwt: JwtConfig::default(),
             step_up: StepUpConfig::default(),
@@ -586,6 +598,8 @@ pub struct ProxySettings {
     pub shutdown_readiness_delay: Duration,
     pub shutdown_drain_timeout: Duration,
     pub api_key_header: Option<HeaderName>,
+    /// See [`ProxyConfig::device_header`].
+    pub device_header: Option<HeaderName>,
     pub api_key_salt: String,
     pub session_cookie: String,
     pub basic_auth_identity: bool,
@@ -598,6 +612,8 @@ pub struct ProxySettings {
     /// The TLS server configuration (ALPN h2, http/1.1), when a certificate is configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub admin_listen: Option<SocketAddr>,
+    /// Compute client fingerprints (JA4 on a TLS listener, JA4H per request).
+    pub fingerprints: bool,
     pub feed: FeedSettings,
     /// `None`: JWT verification is off (no key source configured).
     pub jwt: Option<JwtSettings>,
@@ -832,6 +848,7 @@ impl ProxyConfig {
             shutdown_readiness_delay: Duration::from_millis(self.shutdown_readiness_delay_ms),
             shutdown_drain_timeout: Duration::from_millis(self.shutdown_drain_timeout_ms),
             api_key_header: header_name(&p("api_key_header"), &self.api_key_header)?,
+            device_header: header_name(&p("device_header"), &self.device_header)?,
             api_key_salt: self.api_key_salt.clone(),
             session_cookie: self.session_cookie.trim().to_string(),
             basic_auth_identity: self.basic_auth_identity,
@@ -842,6 +859,7 @@ impl ProxyConfig {
             fail_policy_routes,
             tls,
             admin_listen,
+            fingerprints: self.fingerprints,
             feed: self.feed.build("proxy.feed")?,
             jwt: self.jwt.build("proxy.jwt")?,
             step_up: StepUpSettings {
@@ -1136,5 +1154,22 @@ mod tests {
         assert_eq!(c.fail_policy, FailPolicy::FailClosed);
         assert_eq!(c.jwt.leeway_secs, 5);
         assert_eq!(c.jwt.jwks_refresh_secs, 300);
+    }
+
+    #[test]
+    fn fingerprints_default_on_and_take_only_a_bool() {
+        assert!(ProxyConfig::default().build().unwrap().fingerprints);
+        let c: ProxyConfig = serde_json::from_str(r#"{"fingerprints":false}"#).unwrap();
+        assert!(!c.build().unwrap().fingerprints);
+        for bad in [r#"{"fingerprints":"no"}"#, r#"{"fingerprints":0}"#] {
+            let e = serde_json::from_str::<ProxyConfig>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("boolean"), "{bad}: {e}");
+        }
+        let e = serde_json::from_str::<ProxyConfig>(r#"{"fingerprint":false}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fingerprint"), "{e}");
     }
 }

@@ -48,6 +48,13 @@ pub struct AccessEvent {
     pub completed: bool,
     /// The request went on to the upstream (false: the proxy answered it itself).
     pub forwarded: bool,
+    /// JA4 of the connection's TLS ClientHello, when the proxy terminated TLS and could
+    /// fingerprint the hello (see [`crate::fingerprint::ja4`]); `None` on cleartext, for a
+    /// hello it could not read, and with `[proxy] fingerprints = false`.
+    pub tls_fingerprint: Option<String>,
+    /// JA4H of the request head as it arrived (see [`crate::fingerprint::ja4h`]); `None` with
+    /// `[proxy] fingerprints = false`.
+    pub http_fingerprint: Option<String>,
 }
 
 impl AccessEvent {
@@ -138,6 +145,8 @@ mod tests {
             decision_id: None,
             completed: true,
             forwarded: false,
+            tls_fingerprint: None,
+            http_fingerprint: None,
         }
     }
 

@@ -79,6 +79,26 @@ pub enum HelloLen {
     NotClientHello,
 }
 
+/// The device subject of a client with these fingerprints, as ingest names it (its
+/// `normalize::write_device`; enforce depends on no vigil crate, so the rule is written
+/// twice and a test of the binary checks they agree): the TLS fingerprint, and of a JA4H only
+/// its header-set part (`JA4H_b`), joined by `_`; `h_<JA4H_b>` without a TLS fingerprint.
+/// Values over 128 bytes are not fingerprints and are ignored.
+pub fn device_id(tls: Option<&str>, http: Option<&str>) -> Option<String> {
+    const MAX: usize = 128;
+    let tls = tls.filter(|t| t.len() <= MAX);
+    let headers = http
+        .filter(|h| h.len() <= MAX)
+        .and_then(|h| h.split('_').nth(1))
+        .filter(|b| !b.is_empty());
+    match (tls, headers) {
+        (None, None) => None,
+        (Some(t), None) => Some(t.to_string()),
+        (None, Some(b)) => Some(format!("h_{b}")),
+        (Some(t), Some(b)) => Some(format!("{t}_{b}")),
+    }
+}
+
 /// How many bytes from the start of `buf` hold the ClientHello: the first record, or several
 /// consecutive handshake records when the hello is fragmented (each but the last at least
 /// 512 bytes, the whole at most [`MAX_CLIENT_HELLO_LEN`]).

@@ -1,7 +1,9 @@
 //! The inline reverse proxy: every request's subjects are found, the [`Enforcer`] decides, and
 //! the request is answered locally (deny) or streamed to the upstream over pooled keep-alive
 //! connections, with the response streamed back. The phase order is in
-//! [`crate::enforcement`]; serving and shutdown in [`crate::server`].
+//! [`crate::enforcement`]; serving and shutdown in [`crate::server`]. Each request's access
+//! event carries the client's fingerprints (JA4H of the head as it arrived, JA4 of the
+//! connection's ClientHello) unless `[proxy] fingerprints = false`.
 
 use crate::config::FailPolicy;
 use crate::decision::{Action, UnixMicros};
@@ -213,6 +215,8 @@ pub(crate) fn new_event(
         decision_id: None,
         completed: false,
         forwarded: false,
+        tls_fingerprint: None,
+        http_fingerprint: None,
     }
 }
 
@@ -256,6 +260,18 @@ impl<E: Enforcer> Inner<E> {
             started,
             event: new_event(&parts, peer, rid.clone()),
         };
+        if settings.fingerprints {
+            // the head as the client sent it, before any header is stripped or added
+            draft.event.http_fingerprint = Some(crate::fingerprint::ja4h(
+                &parts.method,
+                parts.version,
+                &parts.headers,
+            ));
+            draft
+                .event
+                .tls_fingerprint
+                .clone_from(&conn.tls_fingerprint);
+        }
         let mut ctx = E::Ctx::default();
 
         // phase 1: request checks
@@ -284,13 +300,17 @@ impl<E: Enforcer> Inner<E> {
         }
 
         // phase 2: subjects
-        let subjects = match enf.extractor().extract(peer, &parts.headers) {
+        let mut subjects = match enf.extractor().extract(peer, &parts.headers) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, %peer, "request refused before decision");
                 return self.local(error_response(&e, &rid), draft, ctx);
             }
         };
+        subjects.device = crate::fingerprint::device_id(
+            draft.event.tls_fingerprint.as_deref(),
+            draft.event.http_fingerprint.as_deref(),
+        );
         record_subjects(&mut draft.event, &subjects);
 
         // phase 3: decide

@@ -56,6 +56,10 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The connection is TLS.
     pub tls: bool,
+    /// JA4 of the connection's ClientHello, peeked before the handshake (see
+    /// [`crate::tls::peek_client_hello_ja4`]); `None` on cleartext, with fingerprints off, or
+    /// when the hello could not be fingerprinted.
+    pub tls_fingerprint: Option<String>,
     pub(crate) framing: Arc<FramingLog>,
     seen_request: AtomicBool,
 }
@@ -84,6 +88,8 @@ pub(crate) struct ServerOptions {
     pub readiness_delay: Duration,
     pub drain_timeout: Duration,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Peek each TLS connection's ClientHello for its JA4.
+    pub fingerprints: bool,
 }
 
 impl ServerOptions {
@@ -96,6 +102,7 @@ impl ServerOptions {
             readiness_delay: s.shutdown_readiness_delay,
             drain_timeout: s.shutdown_drain_timeout,
             tls: s.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+            fingerprints: s.fingerprints,
         }
     }
 }
@@ -141,35 +148,27 @@ pub(crate) async fn serve<H: Handler>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let info = Arc::new(ConnInfo {
-                        peer,
-                        tls: opts.tls.is_some(),
-                        framing: Arc::default(),
-                        seen_request: AtomicBool::new(false),
-                    });
                     let h = handler.clone();
-                    let svc_info = info.clone();
-                    let svc = hyper::service::service_fn(move |req| {
-                        let h = h.clone();
-                        let info = svc_info.clone();
-                        async move { Ok::<_, Infallible>(h.handle(req, info).await) }
-                    });
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     let tls = opts.tls.clone();
+                    let fingerprints = opts.fingerprints;
                     let max_head = opts.max_header_bytes;
                     let first_request_deadline = opts.header_read_timeout;
                     conns.spawn(async move {
                         let started = tokio::time::Instant::now();
+                        // the peek and the handshake count against the header-read timeout
+                        let deadline = started + first_request_deadline;
+                        let mut tls_fingerprint = None;
                         let stream = match tls {
                             None => ClientStream::Plain(stream),
                             Some(acceptor) => {
-                                // the handshake counts against the header-read timeout
-                                match tokio::time::timeout(
-                                    first_request_deadline,
-                                    acceptor.accept(stream),
-                                )
-                                .await
+                                if fingerprints {
+                                    tls_fingerprint =
+                                        crate::tls::peek_client_hello_ja4(&stream, deadline).await;
+                                }
+                                match tokio::time::timeout_at(deadline, acceptor.accept(stream))
+                                    .await
                                 {
                                     Ok(Ok(s)) => ClientStream::Tls(Box::new(s)),
                                     Ok(Err(error)) => {
@@ -183,6 +182,19 @@ pub(crate) async fn serve<H: Handler>(
                                 }
                             }
                         };
+                        let info = Arc::new(ConnInfo {
+                            peer,
+                            tls: matches!(stream, ClientStream::Tls(_)),
+                            tls_fingerprint,
+                            framing: Arc::default(),
+                            seen_request: AtomicBool::new(false),
+                        });
+                        let svc_info = info.clone();
+                        let svc = hyper::service::service_fn(move |req| {
+                            let h = h.clone();
+                            let info = svc_info.clone();
+                            async move { Ok::<_, Infallible>(h.handle(req, info).await) }
+                        });
                         let io = TokioIo::new(FramingGuard::new(
                             stream,
                             max_head,

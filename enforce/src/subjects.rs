@@ -154,6 +154,9 @@ pub struct RequestSubjects {
     pub api_key_id: Option<String>,
     /// The verified token's `acr`, if any.
     pub acr: Option<String>,
+    /// The client's device ([`crate::fingerprint::device_id`]): from the proxy's own
+    /// fingerprints, or for forward-auth from the header the gateway sets.
+    pub device: Option<String>,
 }
 
 impl RequestSubjects {
@@ -171,6 +174,9 @@ impl RequestSubjects {
         }
         if let Some(k) = &self.api_key_id {
             v.push(Subject::new(SubjectKind::ApiKey, k.clone()));
+        }
+        if let Some(d) = &self.device {
+            v.push(Subject::new(SubjectKind::Device, d.clone()));
         }
         v
     }

@@ -200,3 +200,35 @@ async fn untrusted_callers_cannot_choose_the_client_ip() {
     })
     .await;
 }
+
+/// The gateway passes the client's JA4 in `device_header`: a decision on that device refuses
+/// the request whatever its address.
+#[tokio::test]
+async fn a_device_decision_through_the_gateways_fingerprint_header() {
+    bounded(async {
+        let mut cfg = trusted();
+        cfg.device_header = "x-ja4".into();
+        let p = start_authz(cfg).await;
+        let script = "t13d1812i1_e8a523a41297_d0ce7ed58c61";
+        p.table
+            .insert(dec(
+                Subject::new(SubjectKind::Device, script),
+                Action::Block,
+            ))
+            .unwrap();
+        let call = |ja4: &'static str, ip: &'static str| {
+            get(
+                "/v1/authz/login",
+                &[("x-ja4", ja4), ("x-forwarded-for", ip)],
+            )
+        };
+        let r = send_h1(p.addr, call(script, "192.0.2.1")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = send_h1(p.addr, call(script, "192.0.2.2")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let browser = "t13d1516h2_8daaf6152771_e5627efa2ab1";
+        let r = send_h1(p.addr, call(browser, "192.0.2.1")).await;
+        assert_eq!(r.status, StatusCode::OK);
+    })
+    .await;
+}

@@ -1,7 +1,7 @@
 //! Per-subject behaviour features over sliding windows of event time.
 //!
 //! Every event updates the state of each of its subjects (identity, session, client IP, API
-//! key). A subject's state is a fixed-size struct (see [`SubjectState`]): windowed counts are
+//! key, device). A subject's state is a fixed-size struct (see [`SubjectState`]): windowed counts are
 //! exponentially decayed sums with the window as time constant (a steady rate `r` gives
 //! `r * window`, like a sliding count, and old activity fades instead of dropping off a cliff);
 //! distinct counts are small linear-counting sketches over the last half-to-whole window.
@@ -34,6 +34,7 @@
 //! | `evidence_W`, `strong_evidence_W` | requests carrying attack evidence (`events.attack_classes` not empty), and strong evidence (`evidence_strong`: injection syntax, a known CVE probe) |
 //! | `evidence_ratio_W` | `evidence_W / requests_W` |
 //! | `stepped_up_W` | requests that satisfied a step-up in force with a stronger login (`enforced = 'stepped_up'`); challenges and no step-up: a client that cannot log in more strongly |
+//! | `ua_mismatch_W` | requests whose user agent claims a browser that the client's fingerprints say it is not (no `Accept-Language` or under 6 headers in its JA4H, no ALPN in its JA4) |
 //! | `attack_classes_W` | distinct attack classes in the evidence (`sqli`, `xss`, ...; exact, over the last half-to-whole window) |
 //!
 //! For each of the first `distinct_windows` windows (default the 1m and 10m ones):
@@ -41,9 +42,9 @@
 //! | feature | meaning |
 //! |---|---|
 //! | `distinct_routes_W` | distinct routes (ids templated away): breadth of the API touched |
-//! | `distinct_paths_W` | distinct paths (ids kept): how many objects were fetched |
+//! | `distinct_paths_W` | distinct paths (ids kept): how many objects were fetched (null for `device`) |
 //! | `distinct_ips_W` | distinct client IPs (subjects other than `ip`; null for `ip`) |
-//! | `distinct_identities_W` | distinct identities, counting each login attempt's username (`ip` subjects only) |
+//! | `distinct_identities_W` | distinct identities, counting each login attempt's username (`ip` and `device` subjects only) |
 //! | `distinct_user_agents_W` | distinct user agents |
 //!
 //! Not windowed:
@@ -52,6 +53,7 @@
 //! |---|---|
 //! | `new_ip` | 1 when a request since the subject's last evaluation came from an IP it had not used before (identity, session; null otherwise) |
 //! | `new_user_agent` | the same for user agents |
+//! | `new_device` | the same for devices (client fingerprints) |
 //! | `interval_cv` | coefficient of variation of the time between requests (recent, decayed); low = machine-regular; null before 8 requests |
 //! | `id_enumeration` | length of the current run of requests for consecutive numeric ids on one route |
 //! | `requests_total` | requests since the subject was first seen (while tracked) |
@@ -159,7 +161,8 @@ const R_CHALLENGED: usize = 0;
 const R_STEPPED_UP: usize = 1;
 const R_EVIDENCE: usize = 2;
 const R_STRONG: usize = 3;
-const N_RARE: usize = 4;
+const R_MISMATCH: usize = 4;
+const N_RARE: usize = 5;
 
 // Distinct slots.
 const D_ROUTES: usize = 0;
@@ -192,6 +195,35 @@ pub struct Observation<'a> {
     pub attack_classes: u16,
     /// Some of the evidence is strong.
     pub evidence_strong: bool,
+    /// The client's device (`events.device`).
+    pub device: Option<&'a str>,
+    /// The user agent claims a browser that the client's fingerprints say it is not
+    /// ([`ua_mismatch`]).
+    pub ua_mismatch: bool,
+}
+
+/// Whether a request's user agent claims a browser while its fingerprints show a client that
+/// is not one: a JA4H with no `Accept-Language` or fewer than 6 headers (browsers send a dozen
+/// and their language), or a JA4 without ALPN (browsers offer `h2`/`http/1.1`). False without
+/// fingerprints or a browser-like user agent.
+pub fn ua_mismatch(user_agent: Option<&str>, tls: Option<&str>, http: Option<&str>) -> bool {
+    let Some(ua) = user_agent else { return false };
+    if !ua.starts_with("Mozilla/") {
+        return false;
+    }
+    let http_odd = http.and_then(|h| h.split('_').next()).is_some_and(|a| {
+        let b = a.as_bytes();
+        b.len() == 12
+            && (&b[8..12] == b"0000"
+                || std::str::from_utf8(&b[6..8])
+                    .ok()
+                    .and_then(|n| n.parse::<u8>().ok())
+                    .is_some_and(|n| n < 6))
+    });
+    let tls_odd = tls
+        .and_then(|t| t.split('_').next())
+        .is_some_and(|a| a.len() == 10 && a.ends_with("00"));
+    http_odd || tls_odd
 }
 
 /// The state of one subject: a few hundred bytes, whatever its traffic.
@@ -214,8 +246,10 @@ pub struct SubjectState {
     requests_total: u32,
     seen_ips: Seen,
     seen_agents: Seen,
+    seen_devices: Seen,
     new_ip: bool,
     new_agent: bool,
+    new_device: bool,
     /// Attack classes seen in the current and previous half of the classes window.
     class_epoch: i32,
     class_cur: u16,
@@ -253,8 +287,10 @@ impl SubjectState {
             requests_total: 0,
             seen_ips: Seen::default(),
             seen_agents: Seen::default(),
+            seen_devices: Seen::default(),
             new_ip: false,
             new_agent: false,
+            new_device: false,
             class_epoch: i32::MIN,
             class_cur: 0,
             class_prev: 0,
@@ -314,6 +350,7 @@ impl SubjectState {
             f32::from(o.stepped_up),
             f32::from(o.attack_classes != 0),
             f32::from(o.evidence_strong),
+            f32::from(o.ua_mismatch),
         ];
         for (wi, tau) in w.taus_us.iter().enumerate() {
             // A late event counts with the weight it would have had by now.
@@ -341,7 +378,13 @@ impl SubjectState {
             if let Some(r) = o.route {
                 d.add(D_ROUTES, hash(r), o.t_us, *half);
             }
-            if let Some(p) = o.path {
+            // a device's paths slot counts its identities (its paths say little)
+            let paths_slot = if kind == SubjectKind::Device {
+                o.identity
+            } else {
+                o.path
+            };
+            if let Some(p) = paths_slot {
                 d.add(D_PATHS, hash(p), o.t_us, *half);
             }
             if let Some(p) = peer {
@@ -404,6 +447,8 @@ impl SubjectState {
                 .user_agent
                 .is_some_and(|a| self.seen_agents.insert(hash(a)))
                 && !first;
+            self.new_device |=
+                o.device.is_some_and(|d| self.seen_devices.insert(hash(d))) && !first;
         }
         self.requests_total = self.requests_total.saturating_add(1);
     }
@@ -610,7 +655,7 @@ impl SubjectTable {
 pub struct FeatureStore {
     cfg: FeatureConfig,
     windows: Windows,
-    tables: [SubjectTable; 4],
+    tables: [SubjectTable; 5],
     watermark_us: i64,
     pub late_events: u64,
     pub evicted: u64,
@@ -618,11 +663,12 @@ pub struct FeatureStore {
 }
 
 /// The subject kinds that features are kept for, in table order.
-pub const KINDS: [SubjectKind; 4] = [
+pub const KINDS: [SubjectKind; 5] = [
     SubjectKind::Identity,
     SubjectKind::Session,
     SubjectKind::Ip,
     SubjectKind::ApiKey,
+    SubjectKind::Device,
 ];
 
 fn kind_index(k: SubjectKind) -> usize {
@@ -637,7 +683,7 @@ impl FeatureStore {
         Ok(Self {
             windows: Windows::new(&cfg),
             cfg,
-            tables: [0, 1, 2, 3].map(|i| SubjectTable::new(seed.wrapping_add(i))),
+            tables: [0, 1, 2, 3, 4].map(|i| SubjectTable::new(seed.wrapping_add(i))),
             watermark_us: i64::MIN,
             late_events: 0,
             evicted: 0,
@@ -654,8 +700,8 @@ impl FeatureStore {
     }
 
     /// Subjects tracked, per kind in [`KINDS`] order.
-    pub fn tracked(&self) -> [usize; 4] {
-        [0, 1, 2, 3].map(|i| self.tables[i].len())
+    pub fn tracked(&self) -> [usize; 5] {
+        [0, 1, 2, 3, 4].map(|i| self.tables[i].len())
     }
 
     /// Whether an event at `t_us` is within the allowed lateness (and advances the watermark).
@@ -701,6 +747,7 @@ impl FeatureStore {
         if let Some(s) = self.tables[kind_index(kind)].get_mut(key) {
             s.new_ip = false;
             s.new_agent = false;
+            s.new_device = false;
         }
     }
 
@@ -766,16 +813,22 @@ impl FeatureStore {
                 out.push(Some(r(R_EVIDENCE)));
                 out.push(Some(r(R_STRONG)));
                 out.push(ratio(r(R_EVIDENCE)));
+                out.push(Some(r(R_MISMATCH)));
             }
         }
         for (di, half) in self.windows.halves_us.iter().enumerate() {
             let d = &state.distinct[di];
             let e = |slot| Some(d.estimate(slot, t_us, *half));
             out.push(e(D_ROUTES));
-            out.push(e(D_PATHS));
             let ip = kind == SubjectKind::Ip;
+            let device = kind == SubjectKind::Device;
+            out.push(if device { None } else { e(D_PATHS) });
             out.push(if ip { None } else { e(D_PEERS) });
-            out.push(if ip { e(D_PEERS) } else { None });
+            out.push(match kind {
+                SubjectKind::Ip => e(D_PEERS),
+                SubjectKind::Device => e(D_PATHS),
+                _ => None,
+            });
             out.push(e(D_AGENTS));
         }
         out.push(Some(f64::from(
@@ -786,6 +839,7 @@ impl FeatureStore {
         let person = matches!(kind, SubjectKind::Identity | SubjectKind::Session);
         out.push(person.then_some(f64::from(u8::from(state.new_ip))));
         out.push(person.then_some(f64::from(u8::from(state.new_agent))));
+        out.push(person.then_some(f64::from(u8::from(state.new_device))));
         out.push((state.iat_n >= 8 && state.iat_mean_ms > 0.0).then(|| {
             let var = (f64::from(state.iat_sq_ms) - f64::from(state.iat_mean_ms).powi(2)).max(0.0);
             var.sqrt() / f64::from(state.iat_mean_ms)
@@ -823,6 +877,7 @@ pub fn feature_names(windows: &Windows) -> Vec<String> {
                 "evidence",
                 "strong_evidence",
                 "evidence_ratio",
+                "ua_mismatch",
             ] {
                 v.push(format!("{f}_{w}"));
             }
@@ -846,6 +901,7 @@ pub fn feature_names(windows: &Windows) -> Vec<String> {
     for f in [
         "new_ip",
         "new_user_agent",
+        "new_device",
         "interval_cv",
         "id_enumeration",
         "requests_total",
@@ -991,6 +1047,8 @@ mod tests {
             stepped_up: false,
             attack_classes: 0,
             evidence_strong: false,
+            device: None,
+            ua_mismatch: false,
         }
     }
 
@@ -1114,9 +1172,10 @@ mod tests {
 
     #[test]
     fn state_is_small() {
-        // 320 bytes before the rare signals (step-up challenges, attack evidence: four
-        // counters for one window) and the attack-class masks; the goal is 256.
+        // 320 bytes before the rare signals (step-up challenges, attack evidence, browser
+        // mismatch: five counters for one window), the attack-class masks and the devices
+        // seen; the goal is 256.
         let size = std::mem::size_of::<SubjectState>();
-        assert!(size <= 344, "SubjectState is {size} bytes");
+        assert!(size <= 352, "SubjectState is {size} bytes");
     }
 }

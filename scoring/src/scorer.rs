@@ -10,7 +10,7 @@
 use crate::ScoringError;
 use crate::features::{
     FeatureBatchBuilder, FeatureConfig, FeatureStore, KINDS, Observation, features_schema,
-    is_sensitive,
+    is_sensitive, ua_mismatch,
 };
 use crate::model::{ModelMode, ModelSet, ModelsConfig};
 use crate::policy::{ModelSignal, Policy, PolicyConfig, trust_score};
@@ -110,6 +110,9 @@ struct Columns<'a> {
     attack_classes: &'a ListArray,
     evidence: &'a StringArray,
     evidence_strong: &'a BooleanArray,
+    device: &'a StringArray,
+    tls_fingerprint: &'a StringArray,
+    http_fingerprint: &'a StringArray,
 }
 
 /// The attack classes of row `i` of an `attack_classes` column as a bit set (bit `n`: the
@@ -311,6 +314,9 @@ impl Scorer {
             attack_classes: column(events, col::ATTACK_CLASSES)?,
             evidence: column(events, col::EVIDENCE)?,
             evidence_strong: column(events, col::EVIDENCE_STRONG)?,
+            device: column(events, col::DEVICE)?,
+            tls_fingerprint: column(events, col::TLS_FINGERPRINT)?,
+            http_fingerprint: column(events, col::HTTP_FINGERPRINT)?,
         };
         self.evidence.clear();
         let mut builders: Vec<FeatureBatchBuilder> = KINDS
@@ -345,6 +351,12 @@ impl Scorer {
                 stepped_up: text(c.enforced, i) == Some("stepped_up"),
                 attack_classes: class_mask(c.attack_classes, i),
                 evidence_strong: c.evidence_strong.is_valid(i) && c.evidence_strong.value(i),
+                device: text(c.device, i),
+                ua_mismatch: ua_mismatch(
+                    text(c.agent, i),
+                    text(c.tls_fingerprint, i),
+                    text(c.http_fingerprint, i),
+                ),
             };
             let evidence = text(c.evidence, i);
             let subjects = [
@@ -352,6 +364,7 @@ impl Scorer {
                 (1, text(c.session, i)),
                 (2, text(c.ip, i)),
                 (3, text(c.api_key, i)),
+                (4, text(c.device, i)),
             ];
             for (k, id) in subjects {
                 let Some(id) = id else { continue };
