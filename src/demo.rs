@@ -257,13 +257,36 @@ fn sender(r: &SimRequest) -> Result<&'static str, String> {
     }
 }
 
+/// Whether a request comes from a real browser: a browser user agent, and not an attack tool
+/// that only borrows one (the botnet and the credential stuffer script their logins). The
+/// proxy fingerprints the header set a client sends (JA4H), so browsers send a browser's.
+fn from_browser(r: &SimRequest) -> bool {
+    r.user_agent.starts_with("Mozilla/")
+        && !matches!(
+            r.scenario,
+            Some(Scenario::DistributedBruteForce | Scenario::CredentialStuffing)
+        )
+}
+
 fn request(r: &SimRequest, proxy: &str, jwt: Option<String>) -> Result<Request<Full<Bytes>>> {
     let method: axum::http::Method = r.method.parse()?;
     let mut b = Request::builder()
         .method(method)
         .uri(format!("http://{proxy}{}", r.path))
         .header("host", &r.host)
-        .header("user-agent", &r.user_agent)
+        .header("user-agent", &r.user_agent);
+    if from_browser(r) {
+        b = b
+            .header("accept", "application/json, text/plain, */*")
+            .header("accept-language", "en-US,en;q=0.9")
+            .header("accept-encoding", "gzip, deflate, br")
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-mode", "cors")
+            .header("sec-fetch-dest", "empty");
+    } else {
+        b = b.header("accept", "*/*");
+    }
+    b = b
         .header("x-vigil-demo-status", r.status.to_string())
         .header("x-vigil-demo-bytes", r.bytes_out.to_string());
     let mut xff = r.forwarded_for.clone();

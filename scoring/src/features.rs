@@ -17,7 +17,7 @@
 //! | `requests_W` | requests in the window (decayed count) |
 //! | `rate_W` | `requests_W / W` in requests per second |
 //! | `status_4xx_W`, `status_5xx_W` | responses with a 4xx / 5xx status |
-//! | `auth_failures_W` | responses 401 or 403 |
+//! | `auth_failures_W` | responses 401 or 403 (the API's: an enforcement point's own refusals count as requests only) |
 //! | `not_found_W` | responses 404 |
 //! | `error_ratio_W` | `(status_4xx_W + status_5xx_W) / requests_W` |
 //! | `auth_failure_ratio_W`, `not_found_ratio_W` | `auth_failures_W / requests_W`, `not_found_W / requests_W` |
@@ -176,6 +176,7 @@ const N_DISTINCT: usize = 4;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Observation<'a> {
     pub t_us: i64,
+    /// The response status; 0 when an enforcement point refused the request itself.
     pub status: u16,
     pub bytes_out: u64,
     pub route: Option<&'a str>,

@@ -332,9 +332,15 @@ impl Scorer {
             }
             self.events_scored += 1;
             let path = text(c.path, i);
+            let enforced = text(c.enforced, i);
+            // The enforcement point's own refusals say what vigil decided, not how the API
+            // answered: they are requests, not 4xx or failed logins (else a shared subject,
+            // a popular device, would collect the refusals of every attacker sharing it).
+            let refused = matches!(enforced, Some("block" | "step_up"))
+                || (enforced == Some("throttle") && c.status.value(i) == 429);
             let o = Observation {
                 t_us: t,
-                status: c.status.value(i),
+                status: if refused { 0 } else { c.status.value(i) },
                 bytes_out: if c.bytes_out.is_valid(i) {
                     c.bytes_out.value(i)
                 } else {
