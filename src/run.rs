@@ -259,7 +259,22 @@ pub async fn run_until(
         scorer: scorer.clone(),
         scoring: cfg.scoring.clone(),
         decisions: sink.clone(),
-        sql: SqlService::new(store.clone(), &cfg.api),
+        sql: {
+            let mut sql = SqlService::new(store.clone(), &cfg.api);
+            let catalogue = {
+                let s = scorer.lock().unwrap_or_else(|p| p.into_inner());
+                let names = vigil_scoring::features::feature_names(s.store().windows());
+                vec![
+                    (
+                        "rules",
+                        vigil_scoring::pillar::rules_table(&s.rules().current()),
+                    ),
+                    ("features", vigil_scoring::pillar::features_table(&names)),
+                ]
+            };
+            sql.register_catalogue(catalogue).await;
+            sql
+        },
     });
     let tokens = Arc::new(Tokens::new(cfg.api.resolve_tokens()?));
     if tokens.is_empty() {

@@ -456,6 +456,36 @@ fn subjects_manual_decisions_and_backtests() {
         s["decision"]["action"].is_string(),
         "the scanner has a decision: {s}"
     );
+    // the pillar view: the scanner's decision is evidence against the application workload
+    wait_until(30, "the scanner's decision in SQL", || {
+        count(
+            port,
+            "SELECT count(*) FROM decisions WHERE subject = '203.0.113.66'",
+        ) > 0
+    });
+    let p = sql(
+        port,
+        "SELECT pillar, count(*) AS n FROM pillars WHERE subject = '203.0.113.66' \
+         GROUP BY pillar ORDER BY pillar",
+    );
+    let pillars: Vec<&str> = p["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["pillar"].as_str())
+        .collect();
+    assert!(pillars.contains(&"application_workload"), "{p}");
+    assert!(
+        count(port, "SELECT count(*) FROM rules WHERE pillar = 'device'") >= 2,
+        "the device rules"
+    );
+    assert!(
+        count(
+            port,
+            "SELECT count(*) FROM features WHERE name = 'bytes_out_1m' AND pillar = 'data'"
+        ) == 1
+    );
+
     let (status, _, b) = authorized(port, "GET", "/v1/subjects/ip/192.0.2.250", &read, b"");
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&b));
     let (status, _, _) = authorized(port, "GET", "/v1/subjects/planet/x", &read, b"");

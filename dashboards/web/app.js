@@ -6,12 +6,14 @@
 "use strict";
 
 const REFRESH_MS = 5000;
-const KINDS = ["identity", "session", "ip", "api_key"];
+const KINDS = ["identity", "session", "ip", "api_key", "device"];
+// the zero-trust pillars of the `pillars` SQL view, in display order
+const PILLARS = ["identity", "device", "network", "application_workload", "data"];
 const ACTIONS = ["allow", "monitor", "step_up", "throttle", "block"];
 const TOKEN_KEY = "vigil.token";
 const FEED_MAX = 60;
 const SVG = "http://www.w3.org/2000/svg";
-const EVENT_COLUMN = { identity: "identity", session: "session", ip: "client_ip", api_key: "api_key_id" };
+const EVENT_COLUMN = { identity: "identity", session: "session", ip: "client_ip", api_key: "api_key_id", device: "device" };
 
 const SQL_EXAMPLES = [
   ["Decisions by action", "SELECT action, count(*) AS decisions FROM decisions GROUP BY action ORDER BY decisions DESC"],
@@ -762,6 +764,27 @@ async function loadHistogram() {
   }), h("div", { class: "muted small", text: "subjects by peak trust score (0 = trusted, 1 = hostile)" }));
 }
 
+// ---------- panel: trust by pillar ----------
+
+function pillarBars(rows, field) {
+  const by = new Map(rows.map((r) => [r.pillar, Number(r[field])]));
+  const items = PILLARS.map((p) => ({ label: p.replace("_", " "), value: by.get(p) || 0, cls: "hbar-fill p-" + p }));
+  return hbars(items, { max: Math.max(1, ...items.map((i) => i.value)), format: (v) => String(v) });
+}
+
+async function loadPillars() {
+  const el = $("pillars");
+  const minutes = rangeMinutes();
+  const r = await sql(`SELECT pillar, count(DISTINCT kind || ':' || subject) AS subjects, count(*) AS reasons ` +
+    `FROM pillars WHERE issued_at > now() - INTERVAL '${minutes} minutes' GROUP BY pillar`);
+  if (!r.rows.length) {
+    fill(el, empty("no decisions in this range"));
+    return;
+  }
+  fill(el, pillarBars(r.rows, "subjects"),
+    h("div", { class: "muted small", text: "subjects decided on, by the pillar of their decisions' rules, features and evidence (SQL: pillars)" }));
+}
+
 // ---------- panel: top risky subjects ----------
 
 async function loadTop() {
@@ -773,7 +796,7 @@ async function loadTop() {
     `row_number() OVER (PARTITION BY kind ORDER BY max(score) DESC, max(timestamp) DESC) AS rn ` +
     `FROM scores WHERE timestamp > now() - INTERVAL '${minutes} minutes' GROUP BY kind, subject) ` +
     `WHERE rn <= 8 ORDER BY kind, peak DESC, last_seen DESC`);
-  const titles = { identity: "Identities", session: "Sessions", ip: "IPs", api_key: "API keys" };
+  const titles = { identity: "Identities", session: "Sessions", ip: "IPs", api_key: "API keys", device: "Devices" };
   fill(el, KINDS.map((kind) => {
     const rows = r.rows.filter((x) => x.kind === kind);
     const body = rows.length ? table([
@@ -871,6 +894,13 @@ function renderSqlResult(r) {
 
 // ---------- subject page ----------
 
+async function loadSubjectPillars(kind, id) {
+  const r = await sql(`SELECT pillar, count(*) AS reasons FROM pillars ` +
+    `WHERE kind = ${sqlString(kind)} AND subject = ${sqlString(id)} GROUP BY pillar`);
+  fill($("s-pillars"), h("h3", { text: "Evidence by pillar" }),
+    r.rows.length ? pillarBars(r.rows, "reasons") : h("div", { class: "muted", text: "no decision reasons" }));
+}
+
 async function loadSubject(kind, id) {
   $("s-kind").textContent = kind;
   $("s-id").textContent = id;
@@ -922,6 +952,7 @@ async function loadSubject(kind, id) {
       { name: "user_agent", cls: "ua" },
     ], events.rows, { cls: "compact" }));
   }
+  await loadSubjectPillars(kind, id).catch((e) => showError($("s-pillars"), e));
 }
 
 function parseReason(r) {
@@ -1018,6 +1049,7 @@ async function refresh() {
       const tasks = [
         loadTimeline().catch((e) => showError($("timeline"), e)),
         loadHistogram().catch((e) => showError($("histogram"), e)),
+        loadPillars().catch((e) => showError($("pillars"), e)),
         loadTop().catch((e) => showError($("top"), e)),
         m ? loadSources(m).catch((e) => showError($("sources"), e)) : Promise.resolve(),
       ];
@@ -1059,11 +1091,12 @@ function schedule() {
   }, REFRESH_MS);
 }
 
-// ?selftest=1: after the first full load, click the first subject of a top-risky table and wait
+// ?selftest=1: after the first full load (with its pillar chart), click the first subject of a top-risky table and wait
 // for the subject page to show its features (the browser test reads body[data-selftest]).
 async function selftest() {
   try {
     await state.firstLoad;
+    if (!document.querySelector("#pillars svg.hbars")) throw new Error("no pillar chart");
     const link = document.querySelector(".top-risky a.subject-link");
     if (!link) throw new Error("no subject link in the top risky tables");
     const expect = "#/subject/";

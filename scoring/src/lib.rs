@@ -10,6 +10,8 @@
 //! - [`scorer`]: events in, features, scores and decisions out.
 //! - [`tables`]: the `decisions` table's schema and rows.
 //! - [`backtest`]: which subjects a rule would have hit over past events.
+//! - [`pillar`]: the zero-trust pillar of each feature, rule and reason; the `rules`,
+//!   `features` tables and the `pillars` view.
 //!
 //! Decisions are `vigil_enforce::Decision`s: the enforcement point applies exactly what this
 //! crate issues.
@@ -19,6 +21,7 @@ pub mod backtest;
 mod error;
 pub mod features;
 pub mod model;
+pub mod pillar;
 pub mod policy;
 pub mod rules;
 pub mod scorer;

@@ -81,6 +81,18 @@ pub struct RuleSpec {
     pub mode: RuleMode,
     #[serde(default)]
     pub throttle_rps: Option<f64>,
+    /// The zero-trust pillar the rule guards; default: its subject kind's
+    /// ([`crate::pillar::of_kind`]).
+    #[serde(default)]
+    pub pillar: Option<crate::pillar::Pillar>,
+}
+
+impl RuleSpec {
+    /// The rule's pillar: its own, else its subject kind's.
+    pub fn pillar(&self) -> crate::pillar::Pillar {
+        self.pillar
+            .unwrap_or_else(|| crate::pillar::of_kind(self.kind))
+    }
 }
 
 #[derive(Debug, Deserialize)]

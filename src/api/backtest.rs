@@ -81,6 +81,7 @@ pub async fn run(
         description: String::new(),
         mode: Default::default(),
         throttle_rps: None,
+        pillar: None,
     };
     let mut bt = Backtest::new(&cfg, spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let limit = req.limit.unwrap_or(1000);

@@ -152,6 +152,27 @@ impl SqlService {
         self.timeout
     }
 
+    /// Adds small in-memory tables to every query's session (the `rules` and `features`
+    /// catalogues) and, with a store, the `pillars` view over them and `decisions`
+    /// ([`vigil_scoring::pillar::PILLARS_VIEW`]).
+    pub async fn register_catalogue(&mut self, tables: Vec<(&'static str, RecordBatch)>) {
+        let ctx = SessionContext::new_with_state(self.base.clone());
+        for (name, batch) in tables {
+            let registered =
+                datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])
+                    .and_then(|t| ctx.register_table(name, Arc::new(t)));
+            if let Err(e) = registered {
+                tracing::error!(table = name, error = %e, "cannot register a catalogue table");
+            }
+        }
+        if self.store.is_some()
+            && let Err(e) = ctx.sql(vigil_scoring::pillar::PILLARS_VIEW).await
+        {
+            tracing::error!(error = %e, "cannot create the pillars view");
+        }
+        self.base = ctx.state();
+    }
+
     /// Whether there is a store to query (without one the tables do not exist).
     pub fn has_store(&self) -> bool {
         self.store.is_some()
