@@ -159,22 +159,6 @@ async fn fingerprints_off_computes_none() {
     .await;
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.
-fn self_signed(dir: &std::path::Path) -> (String, String, CertificateDer<'static>) {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    (
-        cert.display().to_string(),
-        key.display().to_string(),
-        ck.cert.der().clone(),
-    )
-}
-
 /// A rustls client trusting `ca`, offering HTTP/1.1 only; `resume`: it resumes sessions
 /// (TLS 1.3 tickets), so its later hellos carry a `pre_shared_key` extension.
 fn connector_with(ca: &CertificateDer<'static>, resume: bool) -> TlsConnector {

@@ -21,22 +21,6 @@ async fn bounded<F: std::future::Future>(f: F) -> F::Output {
         .expect("test took too long")
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.
-fn self_signed(dir: &std::path::Path) -> (String, String, CertificateDer<'static>) {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    (
-        cert.display().to_string(),
-        key.display().to_string(),
-        ck.cert.der().clone(),
-    )
-}
-
 fn connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> TlsConnector {
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();

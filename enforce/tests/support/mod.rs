@@ -516,3 +516,25 @@ pub async fn wait_status(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.
+pub fn self_signed(
+    dir: &std::path::Path,
+) -> (
+    String,
+    String,
+    tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (
+        cert.display().to_string(),
+        key.display().to_string(),
+        ck.cert.der().clone(),
+    )
+}
