@@ -57,6 +57,7 @@
 //! | `interval_cv` | coefficient of variation of the time between requests (recent, decayed); low = machine-regular; null before 8 requests |
 //! | `id_enumeration` | length of the current run of requests for consecutive numeric ids on one route |
 //! | `requests_total` | requests since the subject was first seen (while tracked) |
+//! | `reputation_lists` | how many `[[scoring.reputation]]` lists hold the address (`ip` subjects, when lists are configured; null otherwise) |
 //! | `age_secs` | seconds since the subject was first seen |
 
 use crate::sketch::{Seen, WindowedDistinct};
@@ -848,6 +849,8 @@ impl FeatureStore {
         out.push(Some(f64::from(state.seq_run)));
         out.push(Some(f64::from(state.requests_total)));
         out.push(Some((t_us - state.first_seen_us).max(0) as f64 / 1e6));
+        // `reputation_lists`: the scorer fills it in for IPs when lists are configured
+        out.push(None);
     }
 }
 
@@ -907,6 +910,7 @@ pub fn feature_names(windows: &Windows) -> Vec<String> {
         "id_enumeration",
         "requests_total",
         "age_secs",
+        "reputation_lists",
     ] {
         v.push(f.to_string());
     }

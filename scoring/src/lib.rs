@@ -10,6 +10,7 @@
 //! - [`scorer`]: events in, features, scores and decisions out.
 //! - [`tables`]: the `decisions` table's schema and rows.
 //! - [`backtest`]: which subjects a rule would have hit over past events.
+//! - [`reputation`]: IP reputation lists as a feature (`reputation_lists`) and a reason.
 //! - [`pillar`]: the zero-trust pillar of each feature, rule and reason; the `rules`,
 //!   `features` tables and the `pillars` view.
 //!
@@ -23,6 +24,7 @@ pub mod features;
 pub mod model;
 pub mod pillar;
 pub mod policy;
+pub mod reputation;
 pub mod rules;
 pub mod scorer;
 pub mod sketch;

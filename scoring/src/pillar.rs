@@ -73,7 +73,7 @@ pub fn of_feature(name: &str) -> Pillar {
         "stepped_up",
     ];
     const DEVICE: &[&str] = &["ua_mismatch", "distinct_user_agents", "interval_cv"];
-    const NETWORK: &[&str] = &["distinct_ips"];
+    const NETWORK: &[&str] = &["distinct_ips", "reputation"];
     const DATA: &[&str] = &["bytes_out"];
     let has = |list: &[&str]| list.iter().any(|p| name.starts_with(p));
     if has(IDENTITY) {
@@ -147,6 +147,7 @@ pub const PILLARS_VIEW: &str = "CREATE VIEW pillars AS \
         WHEN d.reason LIKE 'rule:%' THEN r.pillar \
         WHEN d.reason LIKE 'feature:%' THEN f.pillar \
         WHEN d.reason LIKE 'evidence:%' THEN 'application_workload' \
+        WHEN d.reason LIKE 'reputation:%' THEN 'network' \
       END AS pillar \
     FROM (SELECT kind, subject, action, issued_at, unnest(reasons) AS reason \
           FROM decisions WHERE change = 'issue') d \
@@ -154,7 +155,8 @@ pub const PILLARS_VIEW: &str = "CREATE VIEW pillars AS \
     LEFT JOIN features f \
       ON split_part(split_part(d.reason, '=', 1), ':', 3) = f.name \
          AND d.reason LIKE 'feature:%' \
-    WHERE d.reason LIKE 'rule:%' OR d.reason LIKE 'feature:%' OR d.reason LIKE 'evidence:%'";
+    WHERE d.reason LIKE 'rule:%' OR d.reason LIKE 'feature:%' OR d.reason LIKE 'evidence:%' \
+       OR d.reason LIKE 'reputation:%'";
 
 #[cfg(test)]
 mod tests {

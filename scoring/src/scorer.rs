@@ -40,6 +40,8 @@ pub struct ScoringConfig {
     pub policy: PolicyConfig,
     /// ONNX models (`[scoring.models]`): the built-in ones by default.
     pub models: ModelsConfig,
+    /// IP reputation lists (`[[scoring.reputation]]`): a feature and a reason.
+    pub reputation: Vec<crate::reputation::ReputationSource>,
 }
 
 impl Default for ScoringConfig {
@@ -50,6 +52,7 @@ impl Default for ScoringConfig {
             features: FeatureConfig::default(),
             policy: PolicyConfig::default(),
             models: ModelsConfig::default(),
+            reputation: Vec::new(),
         }
     }
 }
@@ -183,6 +186,7 @@ pub struct Scorer {
     /// The latest attack evidence in words per (kind index, subject) of the batch being
     /// scored, for the reasons of decisions it leads to.
     evidence: HashMap<(u8, String), String>,
+    reputation: crate::reputation::Reputations,
     pub events_scored: u64,
 }
 
@@ -210,6 +214,7 @@ impl Scorer {
             last_eval: HashMap::new(),
             values: Vec::new(),
             evidence: HashMap::new(),
+            reputation: crate::reputation::Reputations::load(&cfg.reputation)?,
             events_scored: 0,
         })
     }
@@ -299,6 +304,7 @@ impl Scorer {
     /// Scores one batch of events (the `events` schema).
     pub fn score_batch(&mut self, events: &RecordBatch) -> Result<ScoringOutput, ScoringError> {
         self.rules.maybe_reload();
+        self.reputation.maybe_reload();
         let c = Columns {
             ts: column(events, col::TIMESTAMP)?,
             status: column(events, col::STATUS)?,
@@ -407,6 +413,12 @@ impl Scorer {
     fn evaluate_into(&mut self, b: &mut FeatureBatchBuilder, kind: SubjectKind, key: u64, t: i64) {
         if let Some(state) = self.store.get(kind, key) {
             self.store.features(kind, state, t, &mut self.values);
+            if kind == SubjectKind::Ip
+                && !self.reputation.is_empty()
+                && let Some(last) = self.values.last_mut()
+            {
+                *last = Some(self.reputation.lists_of(&state.id).len() as f64);
+            }
             b.push(kind, &state.id, t, &self.values);
             self.store.mark_evaluated(kind, key);
         }
@@ -492,6 +504,11 @@ impl Scorer {
                 else {
                     continue;
                 };
+                if kind == SubjectKind::Ip {
+                    for list in self.reputation.lists_of(subjects.value(row)) {
+                        d.reasons.push(format!("reputation:{list}"));
+                    }
+                }
                 if let Some(e) = self
                     .evidence
                     .get(&(ki as u8, subjects.value(row).to_string()))
