@@ -77,13 +77,15 @@ fn an_address_on_a_list_is_monitored_with_the_lists_name() {
 
 #[test]
 fn a_missing_list_is_a_config_error_naming_its_key() {
-    let mut cfg = ScoringConfig::default();
-    cfg.reputation = vec![ReputationSource {
-        name: "gone".into(),
-        path: "/nonexistent/list.txt".into(),
-        format: "plain".into(),
-        refresh_secs: 300,
-    }];
+    let cfg = ScoringConfig {
+        reputation: vec![ReputationSource {
+            name: "gone".into(),
+            path: "/nonexistent/list.txt".into(),
+            format: "plain".into(),
+            refresh_secs: 300,
+        }],
+        ..ScoringConfig::default()
+    };
     let e = Scorer::new(&cfg).err().expect("an error").to_string();
     assert!(e.contains("scoring.reputation[0].path"), "{e}");
 }
