@@ -4,11 +4,8 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::Arc;
-use vigil_ingest::event::EventBatchBuilder;
-use vigil_ingest::formats::{FormatName, FormatOptions};
-use vigil_ingest::normalize::{NormalizeConfig, Normalizer};
-use vigil_ingest::pipeline::{IngestStats, LineChunk, LineSplitter, Parser};
+mod support;
+
 use vigil_scoring::{Scorer, ScoringConfig};
 
 const T0: f64 = 1_795_500_000.0;
@@ -116,23 +113,7 @@ fn one_scripted_client_rotating_accounts_and_addresses_is_one_blocked_device() {
         text.push_str(&l.json);
         text.push('\n');
     }
-    let mut parser = Parser::new(
-        "device",
-        FormatName::Json,
-        FormatOptions::default(),
-        Normalizer::new(NormalizeConfig::default()).unwrap(),
-        Arc::new(IngestStats::default()),
-    )
-    .unwrap();
-    let mut chunk = LineChunk::new("device".into(), 1);
-    let mut split = LineSplitter::new(0, 1 << 24);
-    split.push(text.as_bytes(), &mut chunk);
-    split.finish(&mut chunk);
-    let mut builder = EventBatchBuilder::with_capacity(lines.len());
-    let mut dead = Vec::new();
-    parser.parse_chunk(&chunk, &mut builder, &mut dead);
-    assert!(dead.is_empty(), "{dead:?}");
-    let events = builder.finish();
+    let events = support::events_from_json_lines(&text);
 
     // the whole scorer: rules and models
     let mut scorer = Scorer::new(&ScoringConfig::default()).unwrap();

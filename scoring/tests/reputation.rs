@@ -1,11 +1,8 @@
 //! Reputation lists end to end: an address on a configured list gets the feature, the default
 //! rule's monitor decision and the list's name among its reasons; others do not.
 
-use std::sync::Arc;
-use vigil_ingest::event::EventBatchBuilder;
-use vigil_ingest::formats::{FormatName, FormatOptions};
-use vigil_ingest::normalize::{NormalizeConfig, Normalizer};
-use vigil_ingest::pipeline::{IngestStats, LineChunk, LineSplitter, Parser};
+mod support;
+
 use vigil_scoring::reputation::ReputationSource;
 use vigil_scoring::{Scorer, ScoringConfig};
 
@@ -40,23 +37,9 @@ fn an_address_on_a_list_is_monitored_with_the_lists_name() {
         );
         text.push('\n');
     }
-    let mut parser = Parser::new(
-        "reputation",
-        FormatName::Json,
-        FormatOptions::default(),
-        Normalizer::new(NormalizeConfig::default()).unwrap(),
-        Arc::new(IngestStats::default()),
-    )
-    .unwrap();
-    let mut chunk = LineChunk::new("reputation".into(), 1);
-    let mut split = LineSplitter::new(0, 1 << 20);
-    split.push(text.as_bytes(), &mut chunk);
-    split.finish(&mut chunk);
-    let mut builder = EventBatchBuilder::default();
-    let mut dead = Vec::new();
-    parser.parse_chunk(&chunk, &mut builder, &mut dead);
-    assert!(dead.is_empty(), "{dead:?}");
-    let out = scorer.score_batch(&builder.finish()).unwrap();
+    let out = scorer
+        .score_batch(&support::events_from_json_lines(&text))
+        .unwrap();
     let got: Vec<_> = out
         .decisions
         .iter()

@@ -1,12 +1,9 @@
 //! The built-in rules as data: `tests/cases/*.toml` lists event streams and the decisions each
 //! must produce (and that no other decision is made). See the file for the format.
 
+mod support;
+
 use serde::Deserialize;
-use std::sync::Arc;
-use vigil_ingest::event::EventBatchBuilder;
-use vigil_ingest::formats::{FormatName, FormatOptions};
-use vigil_ingest::normalize::{NormalizeConfig, Normalizer};
-use vigil_ingest::pipeline::{IngestStats, LineChunk, LineSplitter, Parser};
 use vigil_scoring::{Scorer, ScoringConfig};
 
 #[derive(Deserialize)]
@@ -101,27 +98,12 @@ fn built_in_rules_decide_as_the_cases_say() {
     let file: File = toml::from_str(&text).unwrap();
     let mut failures = Vec::new();
     for case in &file.case {
-        let mut parser = Parser::new(
-            "case",
-            FormatName::Json,
-            FormatOptions::default(),
-            Normalizer::new(NormalizeConfig::default()).unwrap(),
-            Arc::new(IngestStats::default()),
-        )
-        .unwrap();
-        let mut chunk = LineChunk::new("case".into(), 1);
-        let mut split = LineSplitter::new(0, 1 << 20);
-        split.push(lines(case).as_bytes(), &mut chunk);
-        split.finish(&mut chunk);
-        let mut builder = EventBatchBuilder::default();
-        let mut dead = Vec::new();
-        parser.parse_chunk(&chunk, &mut builder, &mut dead);
-        assert!(dead.is_empty(), "{}: {dead:?}", case.name);
+        let events = support::events_from_json_lines(&lines(case));
         // The rules alone: the models would (rightly) add decisions of their own.
         let mut cfg = ScoringConfig::default();
         cfg.models.enabled = false;
         let mut scorer = Scorer::new(&cfg).unwrap();
-        let decisions = scorer.score_batch(&builder.finish()).unwrap().decisions;
+        let decisions = scorer.score_batch(&events).unwrap().decisions;
         let got: Vec<(String, String, Vec<String>)> = decisions
             .iter()
             .map(|d| {
