@@ -597,7 +597,7 @@ impl<'a> Cookies<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn hex_list(s: &str) -> Vec<u16> {
@@ -829,7 +829,8 @@ mod tests {
         ),
     ];
 
-    fn unhex(s: &str) -> Vec<u8> {
+    /// The bytes of a hex dump (the captured hellos in `tests/data/`).
+    pub(crate) fn unhex(s: &str) -> Vec<u8> {
         let s = s.trim();
         (0..s.len())
             .step_by(2)

@@ -208,6 +208,7 @@ fn peek_handle(_stream: &TcpStream) -> io::Result<std::net::TcpStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fingerprint::tests::unhex;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -215,14 +216,6 @@ mod tests {
     /// rustls 0.23's hello to `localhost` (see `fingerprint.rs`'s captured hellos).
     const RUSTLS_HELLO: &str = include_str!("../tests/data/clienthello_rustls.hex");
     const RUSTLS_JA4: &str = "t13d1011h2_61a7ad8aa9b6_3fcd1a44f3e3";
-
-    fn unhex(s: &str) -> Vec<u8> {
-        let s = s.trim();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     /// A connected pair: the accepted server side and the client side.
     async fn pair() -> (TcpStream, TcpStream) {
