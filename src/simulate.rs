@@ -40,7 +40,7 @@ pub struct SimulateArgs {
     attack_pace: Option<u32>,
     /// Scenarios to run, comma-separated (default: all): credential_stuffing,
     /// distributed_brute_force, scraping, sensitive_path_scan, session_theft, api_key_abuse,
-    /// id_enumeration, data_exfiltration. `none` for benign traffic only.
+    /// id_enumeration, data_exfiltration, injection_probing. `none` for benign traffic only.
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// Stop after this many requests.

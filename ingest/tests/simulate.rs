@@ -353,6 +353,24 @@ fn attacks_have_their_signatures() {
                     sizes[sizes.len() / 2]
                 );
             }
+            Scenario::InjectionProbing => {
+                let payload = share(&|r| {
+                    [
+                        "%",
+                        "..",
+                        "/cgi-bin/",
+                        "/mgmt/",
+                        "/_ignition/",
+                        "/actuator/",
+                    ]
+                    .iter()
+                    .any(|m| r.path.contains(m))
+                });
+                assert!(payload > 0.6, "{label:?}: payload share {payload:.2}");
+                assert!(share(&|r| r.status >= 400) > 0.5);
+                // One program, whatever user agents it rotates through.
+                assert_eq!(distinct(&|r| Some(r.tls_fingerprint.clone())), 1);
+            }
         }
     }
 }
@@ -522,6 +540,8 @@ fn golden_requests() -> Vec<SimRequest> {
         referer: Some("https://shop.example.com/search?q=caf%C3%A9+beans".into()),
         request_id: "3f0c7a52-9d1e-4b8a-a1f2-5c6d7e8f9a0b".into(),
         tls_version: "TLSv1.3",
+        tls_fingerprint: "t13d1516h2_8daaf6152771_02713d6af862".into(),
+        http_fingerprint: "ge20cr12enus_1f0d4f2f6a55_0c6b9a5fb0a4_6b1c86a6c6a1".into(),
         upstream: "10.0.6.12:8080".into(),
         scenario: None,
     };
@@ -545,6 +565,8 @@ fn golden_requests() -> Vec<SimRequest> {
         referer: None,
         request_id: "0b9a8f7e-6d5c-4b3a-8f1e-0d9c8b7a6f5e".into(),
         tls_version: "TLSv1.2",
+        tls_fingerprint: "t12d1312h2_f57a46bbacb6_e7c285222651".into(),
+        http_fingerprint: "ge11nn030000_3a7b4a8c5d21_000000000000_000000000000".into(),
         upstream: "10.0.8.11:8080".into(),
         scenario: Some(Scenario::SensitivePathScan),
     };
@@ -766,6 +788,8 @@ mod properties {
                     referer,
                     request_id: "r".into(),
                     tls_version: "TLSv1.3",
+                    tls_fingerprint: upstream.clone(),
+                    http_fingerprint: String::new(),
                     upstream,
                     scenario: None,
                 },
@@ -791,6 +815,61 @@ mod properties {
                 render(SimFormat::Nginx, &r, &mut line);
                 prop_assert_eq!(text_fields(&line).len(), 11, "{}", line);
             }
+        }
+    }
+}
+
+/// Fingerprints follow the client program, not the user agent it claims: a browser user's JA4
+/// is its browser's, a botnet runs one program on all its bots, and a stolen session is replayed
+/// from another program than its owner's.
+#[test]
+fn fingerprints_follow_the_client_program() {
+    let sim = sim(SimConfig::default());
+    let reqs: Vec<SimRequest> = sim.requests().collect();
+    for r in &reqs {
+        assert_eq!(r.tls_fingerprint.len(), 36, "{r:?}");
+        assert_eq!(r.http_fingerprint.len(), 51, "{r:?}");
+    }
+    let chrome = reqs
+        .iter()
+        .filter(|r| r.scenario.is_none() && r.user_agent.contains("Chrome/131"));
+    for r in chrome {
+        assert!(
+            r.tls_fingerprint[4..].starts_with("1516h2_8daaf6152771"),
+            "{r:?}"
+        );
+        assert_eq!(&r.http_fingerprint[8..12], "enus", "{r:?}");
+    }
+    for label in sim.labels() {
+        let hits: Vec<&SimRequest> = reqs
+            .iter()
+            .filter(|r| r.scenario == Some(label.scenario) && matches(label, r))
+            .collect();
+        let set = |f: &dyn Fn(&SimRequest) -> &str| -> HashSet<String> {
+            hits.iter().map(|r| f(r).to_owned()).collect()
+        };
+        match label.scenario {
+            Scenario::DistributedBruteForce => {
+                assert_eq!(set(&|r| &r.tls_fingerprint).len(), 1, "{label:?}");
+                assert!(set(&|r| &r.client_ip).len() > 20, "{label:?}");
+                assert!(set(&|r| &r.user_agent).len() > 3, "{label:?}");
+                // Not a browser: no language, a short header list.
+                assert!(hits.iter().all(|r| r.http_fingerprint[8..12] == *"0000"));
+            }
+            Scenario::SessionTheft => {
+                let victim: HashSet<&str> = reqs
+                    .iter()
+                    .filter(|r| r.scenario.is_none() && matches(label, r))
+                    .map(|r| r.tls_fingerprint.as_str())
+                    .collect();
+                let thief = set(&|r| &r.tls_fingerprint);
+                assert!(!victim.is_empty() && thief.len() == 1, "{label:?}");
+                assert!(
+                    thief.iter().all(|t| !victim.contains(t.as_str())),
+                    "{label:?}: {thief:?} vs {victim:?}"
+                );
+            }
+            _ => {}
         }
     }
 }

@@ -12,7 +12,7 @@ use vigil_ingest::event::EventBatchBuilder;
 use vigil_ingest::formats::{FormatName, FormatOptions};
 use vigil_ingest::normalize::{NormalizeConfig, Normalizer};
 use vigil_ingest::pipeline::{IngestStats, LineChunk, LineSplitter, Parser};
-use vigil_ingest::simulate::{SimConfig, SimFormat, Simulation, render};
+use vigil_ingest::simulate::{Scenario, SimConfig, SimFormat, Simulation, render};
 use vigil_scoring::{Scorer, ScoringConfig};
 
 const DETECT_WITHIN_US: i64 = 60_000_000;
@@ -21,6 +21,10 @@ struct Outcome {
     table: Vec<(String, usize, usize, f64)>,
     benign_subjects: usize,
     benign_blocked: Vec<String>,
+    /// Devices (client fingerprints) throttled or blocked, and the benign users (identity, or
+    /// address when anonymous) who sent requests from one of them.
+    devices_blocked: usize,
+    benign_on_blocked_devices: usize,
     /// Decisions whose action came from a model, and decisions naming a model among reasons.
     model_origin: usize,
     model_reasons: usize,
@@ -46,6 +50,8 @@ fn run(seed: u64, format: SimFormat, fmt: FormatName) -> Outcome {
     let mut scorer = Scorer::new(&ScoringConfig::default()).unwrap();
     let mut decisions = Vec::new();
     let mut benign: HashSet<(String, String)> = HashSet::new();
+    let mut device_users: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut device = String::new();
     let mut text = String::new();
     let mut lines = 0;
     let flush =
@@ -75,6 +81,17 @@ fn run(seed: u64, format: SimFormat, fmt: FormatName) -> Outcome {
                 benign.insert(("session".into(), s.clone()));
             }
             benign.insert(("ip".into(), req.client_ip.clone()));
+            device.clear();
+            vigil_ingest::normalize::write_device(
+                Some(&req.tls_fingerprint),
+                Some(&req.http_fingerprint),
+                &mut device,
+            );
+            device_users.entry(device.clone()).or_default().insert(
+                req.identity
+                    .clone()
+                    .unwrap_or_else(|| req.client_ip.clone()),
+            );
             if let Some(k) = &req.api_key {
                 benign.insert(("api_key".into(), vigil_ingest::normalize::api_key_id(k)));
             }
@@ -138,10 +155,23 @@ fn run(seed: u64, format: SimFormat, fmt: FormatName) -> Outcome {
                 .map(|reasons| format!("{}:{} {reasons:?}", k.0, k.1))
         })
         .collect();
+    let blocked_devices: Vec<&String> = blocked
+        .keys()
+        .filter(|k| k.0 == "device")
+        .map(|k| &k.1)
+        .collect();
+    let benign_on_blocked_devices = blocked_devices
+        .iter()
+        .filter_map(|d| device_users.get(*d))
+        .flatten()
+        .collect::<HashSet<_>>()
+        .len();
     Outcome {
         table,
         benign_subjects: benign_only.len(),
         benign_blocked,
+        devices_blocked: blocked_devices.len(),
+        benign_on_blocked_devices,
         model_origin: decisions.iter().filter(|d| d.origin == "model").count(),
         model_reasons: decisions
             .iter()
@@ -167,6 +197,19 @@ fn check(name: &str, o: &Outcome) {
         o.benign_blocked.len(),
         rate * 100.0
     );
+    let device_rate = o.benign_on_blocked_devices as f64 / o.benign_subjects as f64;
+    println!(
+        "devices throttled or blocked: {}, benign users on them: {} ({:.3}%)",
+        o.devices_blocked,
+        o.benign_on_blocked_devices,
+        device_rate * 100.0
+    );
+    if device_rate > 0.001 {
+        failures.push(format!(
+            "{} benign users behind blocked devices",
+            o.benign_on_blocked_devices
+        ));
+    }
     println!(
         "decisions from models: {}, naming a model: {}",
         o.model_origin, o.model_reasons
@@ -178,7 +221,11 @@ fn check(name: &str, o: &Outcome) {
             &o.benign_blocked[..o.benign_blocked.len().min(10)]
         ));
     }
-    assert_eq!(o.table.len(), 8, "every scenario is simulated");
+    assert_eq!(
+        o.table.len(),
+        Scenario::ALL.len(),
+        "every scenario is simulated"
+    );
     assert!(failures.is_empty(), "{name}: {failures:?}");
 }
 

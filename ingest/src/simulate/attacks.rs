@@ -4,7 +4,9 @@ use rand::Rng;
 
 use super::SimRequest;
 use super::actors::Ctx;
+use super::injection::injection_draft;
 use super::plan::{Account, AttackKind, AttackPlan};
+use super::stacks;
 use super::traffic::{
     self, BOT_TOOLS, Draft, PRODUCT_MAX, RESIDENTIAL, Service, SimRng, Who, chance, error_body,
     exponential, index, lognormal, pick, popular_product, product_exists, secs_us, uniform,
@@ -99,6 +101,7 @@ fn attacker(ip: &str, ua: &'static str) -> Who {
         user_agent: ua,
         referer: None,
         tls_version: "TLSv1.3",
+        stack: stacks::of_user_agent(ua),
     }
 }
 
@@ -312,6 +315,27 @@ impl<'a> AttackState<'a> {
                 };
                 (who, draft, Some(now + secs_us(wait)))
             }
+            AttackKind::InjectionProbing {
+                account,
+                ip,
+                ua,
+                payloads,
+                mean_interval_s,
+            } => {
+                let ua = ua.pick(rng);
+                let who = match account {
+                    Some(acc) => logged_in(ip, ua, acc),
+                    None => attacker(ip, ua),
+                };
+                let draft = injection_draft(rng, *payloads);
+                let wait = exponential(rng, *mean_interval_s);
+                (who, draft, Some(now + secs_us(wait)))
+            }
+        };
+        // The attacker's own program, whatever user agent it sent.
+        let who = Who {
+            stack: self.plan.stack,
+            ..who
         };
         let pace = i64::from(ctx.attack_pace.max(1));
         let next = next.map(|n| now + (n - now) / pace);

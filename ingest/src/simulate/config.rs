@@ -256,15 +256,19 @@ pub enum Scenario {
     IdEnumeration,
     /// An account downloading exports of many megabytes each, steadily (label: `identity`).
     DataExfiltration,
+    /// An attacker probing the API's parameters with injection payloads (SQL, XSS, traversal,
+    /// command and template injection, SSRF) or known-CVE exploit paths (label: `ip`, and
+    /// `identity` when it probes logged in).
+    InjectionProbing,
 }
 
 const SCENARIO_NAMES: &str = "credential_stuffing, distributed_brute_force, scraping, \
                               sensitive_path_scan, session_theft, api_key_abuse, id_enumeration, \
-                              data_exfiltration";
+                              data_exfiltration, injection_probing";
 
 impl Scenario {
     /// Every scenario, in a fixed order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::CredentialStuffing,
         Scenario::DistributedBruteForce,
         Scenario::Scraping,
@@ -273,6 +277,7 @@ impl Scenario {
         Scenario::ApiKeyAbuse,
         Scenario::IdEnumeration,
         Scenario::DataExfiltration,
+        Scenario::InjectionProbing,
     ];
 
     /// The scenario's snake_case name, as in labels and configuration.
@@ -286,6 +291,7 @@ impl Scenario {
             Scenario::ApiKeyAbuse => "api_key_abuse",
             Scenario::IdEnumeration => "id_enumeration",
             Scenario::DataExfiltration => "data_exfiltration",
+            Scenario::InjectionProbing => "injection_probing",
         }
     }
 }

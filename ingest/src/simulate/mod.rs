@@ -20,8 +20,10 @@
 mod actors;
 mod attacks;
 mod config;
+mod injection;
 mod plan;
 mod render;
+mod stacks;
 mod text;
 mod traffic;
 mod users;
@@ -75,6 +77,10 @@ pub struct SimRequest {
     pub request_id: String,
     /// `"TLSv1.3"` or `"TLSv1.2"`.
     pub tls_version: &'static str,
+    /// The client's JA4 TLS fingerprint, as a gateway module or a CDN header reports it.
+    pub tls_fingerprint: String,
+    /// The request's JA4H HTTP fingerprint.
+    pub http_fingerprint: String,
     /// Upstream replica, `10.0.<service>.<replica>:8080`.
     pub upstream: String,
     /// The attack this request belongs to; `None` for benign traffic.

@@ -7,6 +7,8 @@ use std::collections::HashSet;
 
 use rand::{Rng, SeedableRng};
 
+use super::injection::Payloads;
+use super::stacks::{self, Stack};
 use super::traffic::{
     self, APPS, BOT_TOOLS, BOTNET, BROWSERS, CLOUD, CORPORATE, CRAWLERS, HOSTING, LIBRARIES,
     MOBILE, PRODUCT_MAX, RESIDENTIAL, SCANNERS, SimRng, UaMode, chance, index, uniform, weighted,
@@ -103,6 +105,8 @@ pub(crate) struct AttackPlan {
     /// Exclusive; never after the run's end.
     pub end_us: i64,
     pub kind: AttackKind,
+    /// The attacker's program (its fingerprints), whatever user agents it sends.
+    pub stack: &'static Stack,
 }
 
 pub(crate) enum AttackKind {
@@ -159,6 +163,14 @@ pub(crate) enum AttackKind {
         ua: &'static str,
         period_s: f64,
     },
+    InjectionProbing {
+        /// Probes logged in (odd attackers) or anonymously.
+        account: Option<Account>,
+        ip: String,
+        ua: UaMode,
+        payloads: Payloads,
+        mean_interval_s: f64,
+    },
 }
 
 /// Attack windows: `(shortest, longest)` in seconds, before clamping to the run's end.
@@ -172,6 +184,7 @@ fn attack_length_s(s: Scenario) -> (f64, f64) {
         Scenario::ApiKeyAbuse => (240.0, 480.0),
         Scenario::IdEnumeration => (300.0, 720.0),
         Scenario::DataExfiltration => (600.0, 1800.0),
+        Scenario::InjectionProbing => (240.0, 720.0),
     }
 }
 
@@ -592,12 +605,68 @@ impl Builder<'_> {
                     period_s: uniform(rng, 15.0, 35.0),
                 }
             }
+            Scenario::InjectionProbing => {
+                let account = (i % 2 == 1).then(|| self.account(start_us));
+                let ip = traffic::unique_ip(&mut self.rng, HOSTING, &mut self.used_ips);
+                let rng = &mut self.rng;
+                let payloads = Payloads::ALL[(i + index(rng, 5)) % Payloads::ALL.len()];
+                let ua = match (payloads, rng.random_range(0..3)) {
+                    (Payloads::Sqli, 0) => UaMode::Fixed(SCANNERS[0]),
+                    (Payloads::CveScan, 0) => UaMode::Fixed(SCANNERS[3]),
+                    (Payloads::Mixed, 0) => UaMode::Fixed(SCANNERS[7]),
+                    (_, 1) => UaMode::RotateBrowsers,
+                    _ => UaMode::Fixed(traffic::browser(rng)),
+                };
+                AttackKind::InjectionProbing {
+                    account,
+                    ip,
+                    ua,
+                    payloads,
+                    mean_interval_s: uniform(rng, 0.4, 2.5),
+                }
+            }
         };
+        let stack = attack_stack(&kind, users);
         AttackPlan {
             scenario,
             start_us,
             end_us,
             kind,
+            stack,
+        }
+    }
+}
+
+/// An attacker's program: its tool's, or a script's behind a borrowed browser user agent; a
+/// botnet runs one program on all its bots; a stolen session is replayed from another program
+/// than its owner's.
+fn attack_stack(kind: &AttackKind, users: &[UserPlan]) -> &'static Stack {
+    let mode = |ua: &UaMode, key: &str| match *ua {
+        UaMode::Fixed(ua) => stacks::of_tool(ua, key),
+        UaMode::Rotate(pool) => stacks::of_tool(pool[0], key),
+        UaMode::RotateBrowsers => stacks::scripted(key),
+    };
+    match kind {
+        AttackKind::CredentialStuffing { ip, ua, .. }
+        | AttackKind::SensitivePathScan { ip, ua, .. }
+        | AttackKind::InjectionProbing { ip, ua, .. } => mode(ua, ip),
+        AttackKind::DistributedBruteForce { target, .. } => stacks::scripted(target),
+        AttackKind::Scraping { ip, ua, .. } => stacks::of_tool(ua, ip),
+        AttackKind::SessionTheft { victim, ip, ua, .. } => {
+            let own = stacks::of_user_agent(ua);
+            let victims = users.get(*victim).map(|u| stacks::of_user_agent(u.ua));
+            if victims == Some(own) {
+                stacks::scripted(ip)
+            } else {
+                own
+            }
+        }
+        AttackKind::ApiKeyAbuse { ips, .. } => {
+            stacks::scripted(ips.first().map_or("", String::as_str))
+        }
+        // A logged-in account: a browser (a script in its console) or a tool.
+        AttackKind::IdEnumeration { ua, .. } | AttackKind::DataExfiltration { ua, .. } => {
+            stacks::of_user_agent(ua)
         }
     }
 }
@@ -629,5 +698,9 @@ fn attack_labels(a: &AttackPlan, users: &[UserPlan], clients: &[ClientPlan]) -> 
             .unwrap_or_default(),
         AttackKind::IdEnumeration { account, .. }
         | AttackKind::DataExfiltration { account, .. } => vec![label("identity", &account.name)],
+        AttackKind::InjectionProbing { account, ip, .. } => match account {
+            Some(acc) => vec![label("ip", ip), label("identity", &acc.name)],
+            None => vec![label("ip", ip)],
+        },
     }
 }

@@ -282,6 +282,9 @@ fn nginx_json(r: &SimRequest, out: &mut String) {
     kv(out, "http_x_api_key", r.api_key.as_deref().unwrap_or(""));
     kv(out, "cookie_session", r.session.as_deref().unwrap_or(""));
     kv(out, "ssl_protocol", r.tls_version);
+    // As logged with FoxIO's JA4 module for NGINX (`$http_ssl_ja4`, `$http_ssl_ja4h`).
+    kv(out, "ja4", &r.tls_fingerprint);
+    kv(out, "ja4h", &r.http_fingerprint);
     close(out, '}');
 }
 
@@ -368,6 +371,8 @@ fn envoy_json(r: &SimRequest, out: &mut String) {
     );
     kv_or_null(out, "x_api_key", r.api_key.as_deref());
     kv_or_null(out, "referer", r.referer.as_deref());
+    // `%TLS_JA4_FINGERPRINT%`: Envoy computes JA4, not JA4H.
+    kv(out, "ja4", &r.tls_fingerprint);
     close(out, '}');
 }
 
@@ -633,6 +638,8 @@ fn traefik(r: &SimRequest, out: &mut String) {
     if !r.forwarded_for.is_empty() {
         kv(out, "request_X-Forwarded-For", &join_forwarded(r, ", "));
     }
+    // Set by a CDN in front of Traefik that computes JA4 and passes it on as a header.
+    kv(out, "request_X-Ja4", &r.tls_fingerprint);
     close(out, '}');
 }
 
@@ -739,6 +746,8 @@ fn otlp_record(r: &SimRequest, out: &mut String) {
         r.tls_version.trim_start_matches("TLSv"),
     );
     otlp_str(out, "upstream.address", &r.upstream);
+    otlp_str(out, "tls.client.ja4", &r.tls_fingerprint);
+    otlp_str(out, "http.request.ja4h", &r.http_fingerprint);
     close(out, ']');
     out.push('}');
 }
@@ -782,6 +791,8 @@ fn json(r: &SimRequest, out: &mut String) {
         kv(out, "referer", v);
     }
     kv(out, "tls_version", r.tls_version);
+    kv(out, "tls_fingerprint", &r.tls_fingerprint);
+    kv(out, "http_fingerprint", &r.http_fingerprint);
     if let Some(u) = nonempty(&r.upstream) {
         kv(out, "upstream", u);
     }

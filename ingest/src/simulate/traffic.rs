@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 
+use super::stacks::{Sent, Stack};
 use super::text::{push_json_str, push_u64};
 use super::{Scenario, SimRequest};
 
@@ -552,6 +553,8 @@ pub(crate) struct Who {
     pub user_agent: &'static str,
     pub referer: Option<String>,
     pub tls_version: &'static str,
+    /// The client program, whatever `user_agent` says.
+    pub stack: &'static Stack,
 }
 
 /// The request line and what the upstream answered.
@@ -653,6 +656,15 @@ pub(crate) fn finish(
     for f in &who.forwarded_for {
         bytes_in += 19 + f.len();
     }
+    let sent = Sent {
+        method: draft.method,
+        authorization: who.jwt.is_some(),
+        api_key: who.api_key.is_some(),
+        session: who.session.as_deref(),
+        referer: who.referer.is_some(),
+    };
+    let http_fingerprint = who.stack.ja4h(&sent);
+    let tls_fingerprint = who.stack.ja4(who.tls_version);
     let upstream_ms = round_ms(draft.upstream_ms.max(0.05));
     let overhead = lognormal(rng, 0.6, 0.5).min(40.0);
     let latency_ms = round_ms(upstream_ms + overhead);
@@ -676,6 +688,8 @@ pub(crate) fn finish(
         referer: who.referer,
         request_id: uuid_v4(rng),
         tls_version: who.tls_version,
+        tls_fingerprint,
+        http_fingerprint,
         upstream: draft.service.upstream(rng),
         scenario,
     }

@@ -11,6 +11,7 @@ use super::plan::{
     APP_SESSION_MAX_S, APP_TOKEN_TTL_S, BROWSER_SESSION_MAX_S, BROWSER_TOKEN_TTL_S, ClientPlan,
     ClientRoute, UserPlan,
 };
+use super::stacks;
 use super::traffic::{
     self, CATEGORIES, Draft, RESIDENTIAL, SEARCH_TERMS, Service, SimRng, Who, chance, error_body,
     exponential, index, lognormal, maybe_server_error, popular_product, product_exists, secs_us,
@@ -405,6 +406,7 @@ impl<'a> UserState<'a> {
             user_agent: self.plan.ua,
             referer: None,
             tls_version: self.plan.tls,
+            stack: stacks::of_user_agent(self.plan.ua),
         }
     }
 
@@ -868,6 +870,7 @@ pub(super) fn client_request(
         user_agent: c.ua,
         referer: None,
         tls_version: c.tls,
+        stack: stacks::of_user_agent(c.ua),
     };
     traffic::finish(rng, now, ctx.host, who, d, None)
 }
