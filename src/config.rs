@@ -331,10 +331,11 @@ impl Config {
             }
         }
         let de = toml::Value::Table(table);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             anyhow::anyhow!("{origin}: invalid config at `{path}`: {}", e.into_inner())
         })?;
+        vigil_scoring::reputation::resolve_cache_paths(&mut cfg.scoring.reputation, &cfg.data_dir);
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(cfg)

@@ -48,6 +48,8 @@ pub struct Engine {
     api: Arc<Api>,
     /// The OTLP exporter, when `[telemetry] otlp_endpoint` is set.
     telemetry: Option<Arc<Telemetry>>,
+    /// The downloaders of `url` reputation lists, for their metrics.
+    reputation_feeds: vigil_scoring::reputation::Feeds,
     sources: Vec<(String, &'static str, Arc<IngestStats>)>,
     batches: AtomicU64,
 }
@@ -154,6 +156,7 @@ fn render_metrics(e: &Engine) -> String {
     if let Some(m) = &e.proxy_metrics {
         m.render_metrics(&mut s);
     }
+    e.reputation_feeds.render_metrics(&mut s);
     if let Some(t) = &e.telemetry {
         t.render(&mut s);
     }
@@ -253,7 +256,16 @@ pub async fn run_until(
         None => None,
     };
     let sink = Arc::new(DecisionSink::new(feed.clone(), publisher, store.clone()));
-    let scorer = Arc::new(Mutex::new(vigil_scoring::Scorer::new(&cfg.scoring)?));
+    let scorer = vigil_scoring::Scorer::new(&cfg.scoring)?;
+    // `url` reputation lists: downloaded now and every `refresh_secs`, until shutdown; the
+    // tasks end with this function at the latest (a JoinSet aborts them when dropped)
+    let reputation_feeds = scorer.reputation_feeds();
+    let mut feed_tasks = JoinSet::new();
+    for feed in reputation_feeds.iter() {
+        let stop = shutdown.clone();
+        feed_tasks.spawn(feed.clone().run(async move { stop.cancelled().await }));
+    }
+    let scorer = Arc::new(Mutex::new(scorer));
     let api = Arc::new(Api {
         store: store.clone(),
         scorer: scorer.clone(),
@@ -297,6 +309,7 @@ pub async fn run_until(
         store: store.clone(),
         api: api.clone(),
         telemetry: telemetry.clone(),
+        reputation_feeds,
         sources,
         batches: AtomicU64::new(0),
     });

@@ -161,12 +161,12 @@ fn simulate_is_deterministic_and_labelled() {
     let (c, _) = run("c.log", "8");
     assert_eq!(a, b, "same seed, same bytes");
     assert_ne!(a, c);
-    assert!(labels.len() >= 8, "a label per attacking subject");
+    assert!(labels.len() >= 9, "a label per attacking subject");
     let scenarios: std::collections::HashSet<&str> = labels
         .iter()
         .map(|l| l["scenario"].as_str().unwrap())
         .collect();
-    assert_eq!(scenarios.len(), 8, "{scenarios:?}");
+    assert_eq!(scenarios.len(), 9, "{scenarios:?}");
     let out = vigil()
         .args(["simulate", "--duration-secs", "0"])
         .output()

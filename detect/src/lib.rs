@@ -45,6 +45,8 @@ pub mod reputation;
 pub use evidence::{AttackClass, Evidence, Location, Match, Strength};
 pub use reputation::{ListFormat, ListHit, Reputation, ReputationList};
 
+use std::sync::{Arc, OnceLock};
+
 use decode::{DecodeFlags, RawParam};
 use patterns::{PatternSet, Rule, Target};
 
@@ -156,6 +158,20 @@ impl Detectors {
     /// The built-in pattern lists with the default configuration.
     pub fn builtin() -> Result<Detectors, DetectError> {
         Detectors::with_config(DetectConfig::default())
+    }
+
+    /// The built-in detectors, compiled on first use and shared by the whole process (ingest's
+    /// normalizer on every parsing thread, the proxy's inline check). The error is the
+    /// compile error's text, the same on every call.
+    pub fn shared() -> Result<Arc<Detectors>, String> {
+        static BUILTIN: OnceLock<Result<Arc<Detectors>, String>> = OnceLock::new();
+        BUILTIN
+            .get_or_init(|| {
+                Detectors::builtin()
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
     }
 
     /// The built-in pattern lists with `config`.

@@ -1,14 +1,18 @@
-//! The per-request costs of enforcement: a verdict from a table of 1,000,000 decisions, and
-//! JWT verification per algorithm, without and with the verified-token cache.
-//! `cargo bench -p vigil-enforce --bench hot_path`.
+//! The per-request costs of enforcement: a verdict from a table of 1,000,000 decisions, JWT
+//! verification per algorithm, without and with the verified-token cache, and the
+//! request-content check of `[proxy.inline_detect]` (off, and on for clean and hostile
+//! requests). `cargo bench -p vigil-enforce --bench hot_path`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::hint::black_box;
 use std::time::Duration;
-use vigil_enforce::config::JwtConfig;
+use vigil_enforce::config::{InlineDetectConfig, JwtConfig};
 use vigil_enforce::jwt::JwtVerifier;
-use vigil_enforce::{Action, Decision, DecisionTable, Subject, SubjectKind, UnixMicros};
+use vigil_enforce::{
+    Action, Decision, DecisionTable, EnforcePoint, Enforcement, InlineMode, ProxyConfig, Subject,
+    SubjectKind, TableEnforcer, UnixMicros,
+};
 
 fn table(c: &mut Criterion) {
     let t = DecisionTable::with_capacity(1_000_000);
@@ -100,5 +104,83 @@ fn jwt(c: &mut Criterion) {
     let _ = std::fs::remove_file(&path);
 }
 
-criterion_group!(benches, table, jwt);
+/// `Enforcement::inspect_content` as the proxy calls it for each request its decision lets
+/// through: with inline detection off (one branch) and in `block` mode.
+fn inline_detect(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let point = |mode| {
+        let cfg = ProxyConfig {
+            inline_detect: InlineDetectConfig {
+                mode,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let table = std::sync::Arc::new(DecisionTable::new());
+        rt.block_on(Enforcement::new(
+            cfg.build().unwrap(),
+            TableEnforcer::new(table),
+            None,
+        ))
+        .unwrap()
+    };
+    let off = point(InlineMode::Off);
+    let block = point(InlineMode::Block);
+    let mut headers = hyper::HeaderMap::new();
+    headers.insert(
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert(
+        "referer",
+        "https://shop.example/catalog?page=3".parse().unwrap(),
+    );
+    let cases = [
+        (
+            "clean API request",
+            "/api/v1/orders/12345?page=2&sort=created_at",
+        ),
+        (
+            "clean ~200-byte query",
+            "/api/v1/orders?filter=%7B%22status%22%3A%22open%22%2C%22customer%22%3A%22O%27Brien%22%7D&utm_source=newsletter&utm_medium=email&utm_campaign=winter-sale&fields=id,total,status",
+        ),
+        (
+            "SQL injection",
+            "/products?id=1%20UNION%20SELECT%20password%20FROM%20users--",
+        ),
+    ];
+    c.bench_function("inline detect off", |b| {
+        b.iter(|| {
+            black_box(off.inspect_content(
+                EnforcePoint::Proxy,
+                "GET",
+                black_box(cases[0].1),
+                Some("HTTP/1.1"),
+                &headers,
+                "r",
+            ))
+        })
+    });
+    for (name, target) in cases {
+        c.bench_function(&format!("inline detect block, {name}"), |b| {
+            b.iter(|| {
+                black_box(block.inspect_content(
+                    EnforcePoint::Proxy,
+                    "GET",
+                    black_box(target),
+                    Some("HTTP/1.1"),
+                    &headers,
+                    "r",
+                ))
+            })
+        });
+    }
+}
+
+criterion_group!(benches, table, jwt, inline_detect);
 criterion_main!(benches);

@@ -21,6 +21,12 @@
 //! Forward-auth emits no access events: the gateway logs the request, and ingest reads those
 //! logs.
 //!
+//! With `[proxy.inline_detect]` on, the original request (its method and URI as read above,
+//! and the check request's `User-Agent` and `Referer`, which NGINX and Traefik copy from the
+//! original; list them in Envoy's `allowed_headers`) is inspected like the proxy inspects
+//! its requests: `block` answers 403 (which NGINX passes through), `monitor` answers 200 with
+//! `x-vigil-action: monitor` where the decision said `allow`.
+//!
 //! # Wiring a gateway (vigil's forward-auth on `127.0.0.1:9090`)
 //!
 //! NGINX:
@@ -65,7 +71,9 @@
 //! `trusted_proxies`.
 
 use crate::config::FailPolicy;
-use crate::enforcement::{Enforcement, Enforcer, Outcome, RequestView};
+use crate::decision::Action;
+use crate::enforcement::{EnforcePoint, Enforcement, Enforcer, Outcome, RequestView};
+use crate::inline_detect::InlineMode;
 use crate::response::{ProxyBody, error_response, problem};
 use crate::server::{ConnInfo, Handler, Readiness, ServerOptions, serve};
 use crate::subjects::{canonical_ip, joined, parse_ip};
@@ -234,7 +242,6 @@ pub fn check<E: Enforcer>(
         Some(FailPolicy::FailOpen) => Verdict::allow(),
         _ => enf.enforcer().decide(&view, &subjects, &mut ctx),
     };
-    enf.metrics().record_check(verdict.action);
     let outcome = if orig.style == CallerStyle::Nginx {
         // NGINX cannot pass a redirect through auth_request: no IdP redirect for it
         let no_browser = RequestView {
@@ -245,6 +252,26 @@ pub fn check<E: Enforcer>(
     } else {
         enf.apply(&verdict, &subjects, &view, &rid)
     };
+    let mut verdict = verdict;
+    if matches!(outcome, Outcome::Pass)
+        && let Some((mode, found)) = enf.inspect_content(
+            EnforcePoint::Authz,
+            orig.method.as_str(),
+            &orig.uri,
+            None,
+            headers,
+            &rid,
+        )
+    {
+        if mode == InlineMode::Block {
+            enf.metrics().record_check(Action::Block);
+            return crate::inline_detect::block_response(&found, &rid);
+        }
+        if verdict.action == Action::Allow {
+            verdict.action = Action::Monitor;
+        }
+    }
+    enf.metrics().record_check(verdict.action);
     match outcome {
         Outcome::Deny(r) => r,
         Outcome::Pass => {

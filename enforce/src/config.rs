@@ -5,6 +5,8 @@
 //! Every field has a default (listed on the field); units are in the names.
 
 use crate::error::EnforceError;
+pub use crate::inline_detect::InlineMode;
+use crate::inline_detect::{ClassSet, DEFAULT_CLASSES, InlineDetector};
 use crate::subjects::Cidr;
 use hyper::Uri;
 use hyper::header::HeaderName;
@@ -14,6 +16,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use vigil_detect::AttackClass;
 
 /// `[proxy]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +119,7 @@ pub struct ProxyConfig {
     /// under the FoxIO License 1.1, see NOTICE. Default true.
     pub fingerprints: bool,
     pub feed: FeedConfig,
+    pub inline_detect: InlineDetectConfig,
     pub jwt: JwtConfig,
     pub step_up: StepUpConfig,
     pub trust_headers: TrustHeadersConfig,
@@ -156,6 +160,7 @@ impl Default for ProxyConfig {
             events_topic: None,
             fingerprints: true,
             feed: FeedConfig::default(),
+            inline_detect: InlineDetectConfig::default(),
             jwt: JwtConfig::default(),
             step_up: StepUpConfig::default(),
             trust_headers: TrustHeadersConfig::default(),
@@ -193,6 +198,62 @@ pub struct FailPolicyRoute {
     /// Requests whose path starts with this (e.g. `/payments/`).
     pub path_prefix: String,
     pub fail_policy: FailPolicy,
+}
+
+/// `[proxy.inline_detect]`: block (or only record) requests whose own content carries strong
+/// attack evidence, before the upstream and in addition to the decision for their subjects.
+/// The proxy inspects the method, the path and query, `User-Agent` and `Referer` (not the
+/// body); forward-auth inspects the original request it is asked about. See
+/// [`crate::inline_detect`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InlineDetectConfig {
+    /// `off` (the detectors never run), `monitor` (forward, and record the request as
+    /// `monitor` in its access event and the counter) or `block` (answer 403). Default `off`.
+    pub mode: InlineMode,
+    /// Attack classes acted on; only strong evidence counts. Any of `sqli`, `xss`,
+    /// `traversal`, `file_inclusion`, `cmdi`, `ssti`, `ssrf`, `sensitive_file`, `scanner_ua`,
+    /// `cve_probe` (or `cve`), `protocol`. Default `["sqli", "xss", "traversal", "cmdi",
+    /// "ssti", "ssrf", "cve_probe"]` ([`crate::inline_detect::DEFAULT_CLASSES`]).
+    pub classes: Vec<String>,
+}
+
+impl Default for InlineDetectConfig {
+    fn default() -> Self {
+        InlineDetectConfig {
+            mode: InlineMode::Off,
+            classes: DEFAULT_CLASSES
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
+        }
+    }
+}
+
+impl InlineDetectConfig {
+    /// Validates the section (the classes are checked even when `off`, so a typo does not
+    /// wait for the day it is turned on) and, unless `off`, compiles the detectors; errors
+    /// name the key under `path`.
+    pub fn build(&self, path: &str) -> Result<Option<InlineDetector>, EnforceError> {
+        let mut classes = ClassSet::empty();
+        for (i, name) in self.classes.iter().enumerate() {
+            let class = AttackClass::from_name(name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = AttackClass::ALL.iter().map(|c| c.as_str()).collect();
+                EnforceError::config(
+                    format!("{path}.classes[{i}]"),
+                    format!(
+                        "unknown attack class `{name}` (one of {})",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            classes.insert(class);
+        }
+        match self.mode {
+            InlineMode::Off => Ok(None),
+            mode => InlineDetector::new(path, mode, classes).map(Some),
+        }
+    }
 }
 
 /// Where the decision feed comes from.
@@ -614,6 +675,8 @@ pub struct ProxySettings {
     pub admin_listen: Option<SocketAddr>,
     /// Compute client fingerprints (JA4 on a TLS listener, JA4H per request).
     pub fingerprints: bool,
+    /// `[proxy.inline_detect]`; `None` when its mode is `off` (the detectors never run).
+    pub inline_detect: Option<InlineDetector>,
     pub feed: FeedSettings,
     /// `None`: JWT verification is off (no key source configured).
     pub jwt: Option<JwtSettings>,
@@ -860,6 +923,7 @@ impl ProxyConfig {
             tls,
             admin_listen,
             fingerprints: self.fingerprints,
+            inline_detect: self.inline_detect.build("proxy.inline_detect")?,
             feed: self.feed.build("proxy.feed")?,
             jwt: self.jwt.build("proxy.jwt")?,
             step_up: StepUpSettings {
@@ -1154,6 +1218,57 @@ mod tests {
         assert_eq!(c.fail_policy, FailPolicy::FailClosed);
         assert_eq!(c.jwt.leeway_secs, 5);
         assert_eq!(c.jwt.jwks_refresh_secs, 300);
+    }
+
+    #[test]
+    fn inline_detect_defaults_off_with_the_injection_classes() {
+        assert!(
+            ProxyConfig::default()
+                .build()
+                .unwrap()
+                .inline_detect
+                .is_none()
+        );
+        let c: ProxyConfig = serde_json::from_str(r#"{"inline_detect":{"mode":"block"}}"#).unwrap();
+        let d = c.build().unwrap().inline_detect.expect("on");
+        assert_eq!(d.mode(), InlineMode::Block);
+        assert_eq!(
+            d.classes().to_string(),
+            "sqli,xss,traversal,cmdi,ssti,ssrf,cve_probe"
+        );
+        let c: ProxyConfig = serde_json::from_str(
+            r#"{"inline_detect":{"mode":"monitor","classes":["scanner_ua"," cve ","scanner_ua"]}}"#,
+        )
+        .unwrap();
+        let d = c.build().unwrap().inline_detect.expect("on");
+        assert_eq!(d.mode(), InlineMode::Monitor);
+        assert_eq!(d.classes().to_string(), "scanner_ua,cve_probe");
+        // off needs no classes
+        let c: ProxyConfig =
+            serde_json::from_str(r#"{"inline_detect":{"mode":"off","classes":[]}}"#).unwrap();
+        assert!(c.build().unwrap().inline_detect.is_none());
+    }
+
+    #[test]
+    fn inline_detect_errors_name_the_key_and_value() {
+        // an unknown class is an error even while off
+        let c: ProxyConfig =
+            serde_json::from_str(r#"{"inline_detect":{"classes":["sqli","sqlx"]}}"#).unwrap();
+        let e = err(c);
+        assert!(e.contains("proxy.inline_detect.classes[1]"), "{e}");
+        assert!(e.contains("`sqlx`"), "{e}");
+        assert!(e.contains("cve_probe"), "the known classes are listed: {e}");
+        let c: ProxyConfig =
+            serde_json::from_str(r#"{"inline_detect":{"mode":"block","classes":[]}}"#).unwrap();
+        assert!(err(c).contains("proxy.inline_detect.classes"));
+        let e = serde_json::from_str::<ProxyConfig>(r#"{"inline_detect":{"mode":"blok"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("blok") && e.contains("monitor"), "{e}");
+        let e = serde_json::from_str::<ProxyConfig>(r#"{"inline_detect":{"clases":["sqli"]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clases"), "{e}");
     }
 
     #[test]

@@ -14,19 +14,25 @@
 //!    required method, returns a [`Verdict`].
 //! 4. **apply**: `block` → 403, `throttle` → the subject's token bucket (429 when empty),
 //!    `step_up` → 401 challenge or 302 to the identity provider; `monitor`/`allow` go on.
+//!    Then, only with `[proxy.inline_detect]` on, the request's own content
+//!    ([`Enforcement::inspect_content`]): strong evidence in a configured class is a 403 in
+//!    `block` mode, and turns `allow` into `monitor` in `monitor` mode (a stricter action in
+//!    force is kept). Requests already refused are not inspected.
 //! 5. **upstream request**: hop-by-hop headers removed, forwarding and trust headers added,
 //!    then [`Enforcer::upstream_request_filter`].
 //! 6. **response**: hop-by-hop headers removed, then [`Enforcer::response_filter`].
 //! 7. **logging**: when the response body ends (or is abandoned): [`Enforcer::logging`], then
 //!    the access event is queued.
 //!
-//! Forward-auth runs phases 2 to 4 and answers 200 with trust headers instead of forwarding.
+//! Forward-auth runs phases 2 to 4 (the content check on the original request it is asked
+//! about) and answers 200 with trust headers instead of forwarding.
 
 use crate::config::{FailPolicy, ProxySettings};
 use crate::decision::Action;
 use crate::error::EnforceError;
 use crate::events::{AccessEvent, EventSink};
 use crate::feed::FeedStatus;
+use crate::inline_detect::{Detection, InlineMode};
 use crate::jwt::JwtVerifier;
 use crate::metrics::{ProxyMetrics, RenderMetrics};
 use crate::response::problem;
@@ -108,6 +114,15 @@ impl Enforcer for TableEnforcer {
     fn decide(&self, _req: &RequestView<'_>, subjects: &RequestSubjects, _ctx: &mut ()) -> Verdict {
         self.table.evaluate(&subjects.subjects())
     }
+}
+
+/// Which side of an enforcement point handles a request: for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnforcePoint {
+    /// The inline proxy.
+    Proxy,
+    /// The forward-auth endpoint.
+    Authz,
 }
 
 /// What to do with a request after phase 4.
@@ -310,6 +325,38 @@ impl<E: Enforcer> Enforcement<E> {
         }
     }
 
+    /// Phase 4, second step: the request-content check of `[proxy.inline_detect]` for a
+    /// request its decision let through. `None` when inline detection is off (the detectors
+    /// are not called) or found no strong evidence in a configured class; otherwise the mode
+    /// to apply and what was found, already counted and logged. `target` is the path and
+    /// query as sent; `headers` supply `User-Agent` and `Referer`.
+    pub fn inspect_content(
+        &self,
+        point: EnforcePoint,
+        method: &str,
+        target: &str,
+        protocol: Option<&str>,
+        headers: &HeaderMap,
+        request_id: &str,
+    ) -> Option<(InlineMode, Detection)> {
+        let detector = self.settings.inline_detect.as_ref()?;
+        let found = detector.inspect_parts(method, target, protocol, headers)?;
+        let mode = detector.mode();
+        match point {
+            EnforcePoint::Proxy => self.metrics.record_inline_request(found.classes),
+            EnforcePoint::Authz => self.metrics.record_inline_check(found.classes),
+        }
+        tracing::info!(
+            request_id,
+            ?point,
+            mode = mode.as_str(),
+            classes = %found.classes,
+            evidence = %found.evidence,
+            "request content matched attack patterns"
+        );
+        Some((mode, found))
+    }
+
     /// The trust headers for a passed request.
     pub fn trust_headers(
         &self,
@@ -362,6 +409,9 @@ impl<E: Enforcer> RenderMetrics for Enforcement<E> {
     fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
         self.metrics.render(out);
+        if let Some(d) = &self.settings.inline_detect {
+            self.metrics.render_inline(out, d.mode(), d.classes());
+        }
         let (sent, dropped) = self
             .events
             .as_ref()

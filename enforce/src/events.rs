@@ -41,7 +41,9 @@ pub struct AccessEvent {
     pub upstream_latency_us: Option<u64>,
     pub user_agent: Option<String>,
     pub referer: Option<String>,
-    /// The action applied.
+    /// The action applied. With `[proxy.inline_detect]` on, a request refused for its own
+    /// content is `Block` without a `decision_id`, and one that would have been refused in
+    /// `monitor` mode is `Monitor` (unless a stricter action was already in force).
     pub action: Action,
     pub decision_id: Option<String>,
     /// The response body ended normally (false: client went away or upstream failed).

@@ -8,6 +8,8 @@
 //!   forward-auth share.
 //! - [`proxy`], [`authz`], [`server`]: the reverse proxy, the forward-auth endpoint, and how
 //!   both serve connections and shut down.
+//! - [`inline_detect`]: inline blocking on strong request-content evidence
+//!   (`[proxy.inline_detect]`, off by default), with the `vigil-detect` detectors.
 //! - [`events`]: the proxy's own access events, for ingest.
 //! - [`feed`]: the decision feed (Kafka topic, the engine's server-sent-event stream), its
 //!   staleness and the fail policy.
@@ -18,7 +20,8 @@
 //! - [`config`], [`error`], [`response`]: `[proxy]` settings, the crate's error type, and every
 //!   response vigil writes itself (problem+json).
 //!
-//! This crate depends on no other vigil crate and on none of the analytics or ML libraries.
+//! This crate depends on no other vigil crate but the leaf `vigil-detect`, and on none of the
+//! analytics or ML libraries.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -31,6 +34,7 @@ pub mod events;
 pub mod feed;
 pub mod fingerprint;
 pub mod framing;
+pub mod inline_detect;
 pub mod jwt;
 pub mod metrics;
 pub mod proxy;
@@ -45,12 +49,13 @@ pub mod tls;
 pub use authz::AuthzServer;
 pub use config::{ProxyConfig, ProxySettings};
 pub use decision::{Action, Decision, Subject, SubjectKind, UnixMicros};
-pub use enforcement::{Enforcement, Enforcer, RequestView, TableEnforcer};
+pub use enforcement::{EnforcePoint, Enforcement, Enforcer, RequestView, TableEnforcer};
 pub use error::{EnforceError, Side};
 pub use events::{AccessEvent, EventSink, event_channel};
 pub use feed::kafka::KafkaFeed;
 pub use feed::sse::{DecisionBroadcast, HttpFeed};
 pub use feed::{FeedChange, FeedStatus};
+pub use inline_detect::{InlineDetector, InlineMode};
 pub use metrics::{ProxyMetrics, RenderMetrics};
 pub use proxy::Proxy;
 pub use server::Readiness;

@@ -2,7 +2,8 @@
 //! Prometheus text (version 0.0.4).
 //!
 //! Labels are bounded by code, never by traffic: the action applied (five values), the
-//! status class (five), the fail policy (two). A subject, client IP or path never becomes a
+//! status class (five), the fail policy (two), the attack class (eleven) and the inline
+//! detection mode (the one configured). A subject, client IP or path never becomes a
 //! label (they belong in access events).
 //!
 //! | family | type | labels |
@@ -13,15 +14,19 @@
 //! | `vigil_proxy_upstream_duration_seconds` | histogram | from sending upstream to the upstream's response head |
 //! | `vigil_authz_checks_total` | counter | `action`: forward-auth verdicts |
 //! | `vigil_fail_policy_applied_total` | counter | `policy`: requests answered by `fail_open` / `fail_closed` while the feed was stale |
+//! | `vigil_proxy_inline_detections_total` | counter | `class`, `mode`: proxied requests with strong evidence in a configured class (`[proxy.inline_detect]`); a request counts once per class found; `mode` is `block` (answered 403) or `monitor` (forwarded) |
+//! | `vigil_authz_inline_detections_total` | counter | `class`, `mode`: the same for forward-auth checks |
 //! | `vigil_proxy_access_events_total` | counter | access events queued for ingest |
 //! | `vigil_proxy_access_events_dropped_total` | counter | access events dropped (queue full or closed) |
 //! | `vigil_feed_*` | | the decision feed, see [`crate::feed::FeedStatus::render_metrics`] |
 
 use crate::config::FailPolicy;
 use crate::decision::Action;
+use crate::inline_detect::{ClassSet, InlineMode};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use vigil_detect::AttackClass;
 
 /// Anything that can append Prometheus text families to a page.
 pub trait RenderMetrics: Send + Sync {
@@ -106,6 +111,9 @@ pub struct ProxyMetrics {
     responses: [AtomicU64; 5],
     fail_open: AtomicU64,
     fail_closed: AtomicU64,
+    /// Inline detections by attack class (discriminant order), proxy and forward-auth.
+    inline_proxy: [AtomicU64; AttackClass::ALL.len()],
+    inline_authz: [AtomicU64; AttackClass::ALL.len()],
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
 }
@@ -140,6 +148,56 @@ impl ProxyMetrics {
             FailPolicy::FailClosed => self.fail_closed.fetch_add(1, Ordering::Relaxed),
             FailPolicy::KeepLastKnown => 0,
         };
+    }
+
+    /// A proxied request carried strong evidence in `classes` (inline detection).
+    pub fn record_inline_request(&self, classes: ClassSet) {
+        for c in classes.iter() {
+            self.inline_proxy[c as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A forward-auth check's original request carried strong evidence in `classes`.
+    pub fn record_inline_check(&self, classes: ClassSet) {
+        for c in classes.iter() {
+            self.inline_authz[c as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Proxied requests with strong evidence of `class` (inline detection).
+    pub fn inline_detections(&self, class: AttackClass) -> u64 {
+        self.inline_proxy[class as usize].load(Ordering::Relaxed)
+    }
+
+    /// The inline detection families, one series per configured class with the configured
+    /// mode (nothing while inline detection is off).
+    pub fn render_inline(&self, out: &mut String, mode: InlineMode, classes: ClassSet) {
+        if mode == InlineMode::Off {
+            return;
+        }
+        let families = [
+            (
+                "vigil_proxy_inline_detections_total",
+                "Proxied requests with strong attack evidence in a configured class, by class and inline detection mode.",
+                &self.inline_proxy,
+            ),
+            (
+                "vigil_authz_inline_detections_total",
+                "Forward-auth checks whose original request had strong attack evidence in a configured class, by class and inline detection mode.",
+                &self.inline_authz,
+            ),
+        ];
+        let mode = mode.as_str();
+        for (name, help, counts) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for c in classes.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{class=\"{c}\",mode=\"{mode}\"}} {}",
+                    counts[c as usize].load(Ordering::Relaxed)
+                );
+            }
+        }
     }
 
     /// Proxied requests with `action`.
@@ -229,5 +287,32 @@ mod tests {
         assert!(s.contains("vigil_proxy_upstream_duration_seconds_count 1"));
         assert!(s.contains("vigil_authz_checks_total{action=\"throttle\"} 1"));
         assert!(s.contains("vigil_fail_policy_applied_total{policy=\"fail_closed\"} 1"));
+        assert!(
+            !s.contains("inline"),
+            "inline families are rendered apart: {s}"
+        );
+    }
+
+    #[test]
+    fn inline_detections_by_configured_class_and_mode() {
+        let m = ProxyMetrics::default();
+        let sqli_xss: ClassSet = [AttackClass::Sqli, AttackClass::Xss].into_iter().collect();
+        m.record_inline_request(sqli_xss);
+        m.record_inline_request([AttackClass::Sqli].into_iter().collect());
+        m.record_inline_check([AttackClass::Xss].into_iter().collect());
+        assert_eq!(m.inline_detections(AttackClass::Sqli), 2);
+        let mut s = String::new();
+        m.render_inline(&mut s, InlineMode::Off, sqli_xss);
+        assert!(s.is_empty(), "{s}");
+        m.render_inline(&mut s, InlineMode::Block, sqli_xss);
+        assert!(s.contains("# TYPE vigil_proxy_inline_detections_total counter"));
+        assert!(
+            s.contains("vigil_proxy_inline_detections_total{class=\"sqli\",mode=\"block\"} 2"),
+            "{s}"
+        );
+        assert!(s.contains("vigil_proxy_inline_detections_total{class=\"xss\",mode=\"block\"} 1"));
+        assert!(s.contains("vigil_authz_inline_detections_total{class=\"xss\",mode=\"block\"} 1"));
+        assert!(s.contains("vigil_authz_inline_detections_total{class=\"sqli\",mode=\"block\"} 0"));
+        assert!(!s.contains("cmdi"), "only configured classes: {s}");
     }
 }

@@ -3,14 +3,17 @@
 //! connections, with the response streamed back. The phase order is in
 //! [`crate::enforcement`]; serving and shutdown in [`crate::server`]. Each request's access
 //! event carries the client's fingerprints (JA4H of the head as it arrived, JA4 of the
-//! connection's ClientHello) unless `[proxy] fingerprints = false`.
+//! connection's ClientHello) unless `[proxy] fingerprints = false`. With
+//! `[proxy.inline_detect]` on, a request its decision lets through is also inspected for
+//! attack content before it goes upstream ([`crate::inline_detect`]).
 
 use crate::config::FailPolicy;
 use crate::decision::{Action, UnixMicros};
-use crate::enforcement::{Enforcement, Enforcer, Outcome, RequestView};
+use crate::enforcement::{EnforcePoint, Enforcement, Enforcer, Outcome, RequestView};
 use crate::error::EnforceError;
 use crate::events::AccessEvent;
 use crate::framing::Framing;
+use crate::inline_detect::InlineMode;
 use crate::response::{BoxError, ProxyBody, error_response};
 use crate::server::{ConnInfo, Handler, Readiness, ServerOptions, serve};
 use crate::subjects::{RequestSubjects, canonical_ip, joined};
@@ -338,6 +341,30 @@ impl<E: Enforcer> Inner<E> {
         // phase 4: apply
         if let Outcome::Deny(resp) = enf.apply(&verdict, &subjects, &view, &rid) {
             return self.local(resp, draft, ctx);
+        }
+        let mut verdict = verdict;
+        if let Some((mode, found)) = enf.inspect_content(
+            EnforcePoint::Proxy,
+            parts.method.as_str(),
+            &uri_text,
+            Some(draft.event.protocol),
+            &parts.headers,
+            &rid,
+        ) {
+            if mode == InlineMode::Block {
+                // the request's own content, not a decision, refused it
+                draft.event.action = Action::Block;
+                draft.event.decision_id = None;
+                return self.local(
+                    crate::inline_detect::block_response(&found, &rid),
+                    draft,
+                    ctx,
+                );
+            }
+            if verdict.action == Action::Allow {
+                verdict.action = Action::Monitor;
+                draft.event.action = Action::Monitor;
+            }
         }
 
         // phase 5: the upstream request

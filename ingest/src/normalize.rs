@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use vigil_detect::{Detectors, Evidence, Request as DetectRequest};
 
 /// `[normalize]` in the config file.
@@ -470,15 +470,7 @@ pub struct Normalizer {
 
 /// The built-in detectors, compiled once per process.
 fn builtin_detectors() -> Result<Arc<Detectors>, IngestError> {
-    static BUILTIN: OnceLock<Result<Arc<Detectors>, String>> = OnceLock::new();
-    BUILTIN
-        .get_or_init(|| {
-            Detectors::builtin()
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|m| IngestError::config("normalize.detectors", m))
+    Detectors::shared().map_err(|m| IngestError::config("normalize.detectors", m))
 }
 
 impl Normalizer {

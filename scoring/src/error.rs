@@ -12,6 +12,10 @@ pub enum ScoringError {
     /// The rules file cannot be read or is not valid TOML.
     #[error("rules file {path}: {message}")]
     RulesFile { path: String, message: String },
+    /// A reputation list's download failed (the last good list stays in use); `message` says
+    /// why: connection, timeout, status, size, or the body not parsing. Safe to retry.
+    #[error("reputation list `{list}`: download failed: {message}")]
+    Feed { list: String, message: String },
     /// The events batch does not have the `events` schema (a bug upstream, not bad input).
     #[error("events batch: {0}")]
     Schema(String),

@@ -41,10 +41,11 @@
 //!
 //! | feature | meaning |
 //! |---|---|
-//! | `distinct_routes_W` | distinct routes (ids templated away): breadth of the API touched |
+//! | `distinct_routes_W` | distinct routes (ids templated away): breadth of the API touched (null for `device`) |
 //! | `distinct_paths_W` | distinct paths (ids kept): how many objects were fetched (null for `device`) |
 //! | `distinct_ips_W` | distinct client IPs (subjects other than `ip`; null for `ip`) |
 //! | `distinct_identities_W` | distinct identities, counting each login attempt's username (`ip` and `device` subjects only) |
+//! | `distinct_sessions_W` | distinct sessions (`device` subjects only): one program holding many people's sessions |
 //! | `distinct_user_agents_W` | distinct user agents |
 //!
 //! Not windowed:
@@ -184,6 +185,7 @@ pub struct Observation<'a> {
     pub path: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub identity: Option<&'a str>,
+    pub session: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub sensitive: bool,
     /// The request carried neither an identity nor an API key.
@@ -375,9 +377,15 @@ impl SubjectState {
         } else {
             o.ip
         };
+        // a device's routes slot counts its sessions (its routes say little)
+        let routes_slot = if kind == SubjectKind::Device {
+            o.session
+        } else {
+            o.route
+        };
         for (di, half) in w.halves_us.iter().enumerate() {
             let d = &mut self.distinct[di];
-            if let Some(r) = o.route {
+            if let Some(r) = routes_slot {
                 d.add(D_ROUTES, hash(r), o.t_us, *half);
             }
             // a device's paths slot counts its identities (its paths say little)
@@ -821,9 +829,9 @@ impl FeatureStore {
         for (di, half) in self.windows.halves_us.iter().enumerate() {
             let d = &state.distinct[di];
             let e = |slot| Some(d.estimate(slot, t_us, *half));
-            out.push(e(D_ROUTES));
             let ip = kind == SubjectKind::Ip;
             let device = kind == SubjectKind::Device;
+            out.push(if device { None } else { e(D_ROUTES) });
             out.push(if device { None } else { e(D_PATHS) });
             out.push(if ip { None } else { e(D_PEERS) });
             out.push(match kind {
@@ -831,6 +839,7 @@ impl FeatureStore {
                 SubjectKind::Device => e(D_PATHS),
                 _ => None,
             });
+            out.push(if device { e(D_ROUTES) } else { None });
             out.push(e(D_AGENTS));
         }
         out.push(Some(f64::from(
@@ -893,6 +902,7 @@ pub fn feature_names(windows: &Windows) -> Vec<String> {
             "distinct_paths",
             "distinct_ips",
             "distinct_identities",
+            "distinct_sessions",
             "distinct_user_agents",
         ] {
             v.push(format!("{f}_{w}"));
@@ -1036,7 +1046,7 @@ mod tests {
         v[i]
     }
 
-    fn obs(t_s: f64, status: u16, path: &'static str, ip: &'static str) -> Observation<'static> {
+    fn obs<'a>(t_s: f64, status: u16, path: &'a str, ip: &'a str) -> Observation<'a> {
         Observation {
             t_us: (t_s * 1e6) as i64,
             status,
@@ -1045,6 +1055,7 @@ mod tests {
             path: Some(path),
             ip: Some(ip),
             identity: None,
+            session: None,
             user_agent: Some("ua"),
             sensitive: is_sensitive(path),
             unauthenticated: true,
@@ -1084,6 +1095,42 @@ mod tests {
             get(&s, SubjectKind::Ip, key, t, "distinct_ips_1m"),
             None,
             "not for ip subjects"
+        );
+    }
+
+    #[test]
+    fn a_device_counts_its_identities_sessions_and_addresses() {
+        let mut s = store();
+        let mut key = 0;
+        let ids: Vec<String> = (0..40).map(|i| format!("user{i}")).collect();
+        let sids: Vec<String> = (0..40).map(|i| format!("sid{}", i % 10)).collect();
+        let ips: Vec<String> = (0..40).map(|i| format!("203.0.113.{}", i % 20)).collect();
+        for i in 0..40 {
+            let o = Observation {
+                identity: Some(&ids[i]),
+                session: Some(&sids[i]),
+                ..obs(i as f64, 200, "/api/v1/orders", &ips[i])
+            };
+            key = s.observe(SubjectKind::Device, "t13d1516h2_x_y_b", &o);
+        }
+        let t = 39_000_000;
+        let f = |name| get(&s, SubjectKind::Device, key, t, name).unwrap();
+        assert!((34.0..=46.0).contains(&f("distinct_identities_10m")));
+        assert!((9.0..=11.0).contains(&f("distinct_sessions_10m")));
+        assert!((18.0..=22.0).contains(&f("distinct_ips_10m")));
+        assert_eq!(
+            get(&s, SubjectKind::Device, key, t, "distinct_routes_10m"),
+            None
+        );
+        // Sessions are counted for devices only.
+        let ip = s.observe(
+            SubjectKind::Ip,
+            "203.0.113.1",
+            &obs(40.0, 200, "/x", "203.0.113.1"),
+        );
+        assert_eq!(
+            get(&s, SubjectKind::Ip, ip, t, "distinct_sessions_10m"),
+            None
         );
     }
 

@@ -10,7 +10,9 @@
 //! - [`scorer`]: events in, features, scores and decisions out.
 //! - [`tables`]: the `decisions` table's schema and rows.
 //! - [`backtest`]: which subjects a rule would have hit over past events.
-//! - [`reputation`]: IP reputation lists as a feature (`reputation_lists`) and a reason.
+//! - [`reputation`]: IP reputation lists (files, or URLs downloaded on a schedule) as a feature
+//!   (`reputation_lists`), a reason, a weight in the trust score and, when configured, a
+//!   decision of their own.
 //! - [`pillar`]: the zero-trust pillar of each feature, rule and reason; the `rules`,
 //!   `features` tables and the `pillars` view.
 //!

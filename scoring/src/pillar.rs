@@ -72,7 +72,12 @@ pub fn of_feature(name: &str) -> Pillar {
         "challenges",
         "stepped_up",
     ];
-    const DEVICE: &[&str] = &["ua_mismatch", "distinct_user_agents", "interval_cv"];
+    const DEVICE: &[&str] = &[
+        "ua_mismatch",
+        "distinct_user_agents",
+        "distinct_sessions",
+        "interval_cv",
+    ];
     const NETWORK: &[&str] = &["distinct_ips", "reputation"];
     const DATA: &[&str] = &["bytes_out"];
     let has = |list: &[&str]| list.iter().any(|p| name.starts_with(p));

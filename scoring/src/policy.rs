@@ -1,16 +1,20 @@
 //! The decision policy: from the rules that fired for a subject and what the models said about
 //! it to one decision with an action, a TTL, a score and its reasons.
 //!
-//! - **Score** (the trust score, 1 = certainly hostile): `1 - Π(1 - s) · Π(1 - w·m)` over the
-//!   fired rules' severity scores `s` and every model's score `m` (clamped to 0..1) times its
-//!   weight `w`.
-//! - **Action**: the strictest action among the fired rules and the models whose thresholds
-//!   the score reached, counting those in `enforce` mode; when only `monitor`-mode rules or
-//!   models acted, or the policy is in global monitor mode: action `monitor`, with
-//!   `would:<action>` among the reasons. The origin is `rule` or `model`, whichever gave the
-//!   action (a rule, when both give the same one).
+//! - **Score** (the trust score, 1 = certainly hostile): `1 - Π(1 - s) · Π(1 - w·m) · Π(1 - r)`
+//!   over the fired rules' severity scores `s`, every model's score `m` (clamped to 0..1) times
+//!   its weight `w`, and the `weight` `r` of every reputation list holding the address. A list's
+//!   weight is in a severity's units: weight 0.8 counts like a fired `high` rule.
+//! - **Action**: the strictest action among the fired rules, the models whose thresholds the
+//!   score reached and the reputation lists configured with an `action`, counting those in
+//!   `enforce` mode (lists always are); when only `monitor`-mode rules or models acted, or the
+//!   policy is in global monitor mode: action `monitor`, with `would:<action>` among the
+//!   reasons. The origin is `rule`, `model` or `reputation`, whichever gave the action (a rule
+//!   before a model before a list, when they give the same one). A list without an `action`
+//!   never gives one.
 //! - **Reasons**: `rule:<id>` per fired rule, `model:<name>@<version>=<score>` per model that
-//!   reached a threshold (the scorer adds the model's top contributing features after them).
+//!   reached a threshold, `reputation:<name>` per list holding the address (the scorer adds
+//!   the model's top contributing features after them).
 //! - **Hysteresis**: no new decision while one at least as strict is active with more than half
 //!   of the new decision's own (unescalated) TTL left, so a subject does not flap, the feed is
 //!   not flooded, and misbehaving on while blocked is not a new offence.
@@ -76,8 +80,25 @@ pub struct ModelSignal<'a> {
     pub ttl_secs: u64,
 }
 
-/// The trust score of a subject given the rules that fired and the models' scores.
-pub fn trust_score(fired: &[&CompiledRule], models: &[ModelSignal<'_>]) -> f64 {
+/// A reputation list (`[[scoring.reputation]]`) that holds the subject's address.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListSignal<'a> {
+    pub name: &'a str,
+    /// What a match adds to the trust score (0 to 1, a severity's units).
+    pub weight: f64,
+    /// What a match issues by itself; `None`: nothing (a feature and a reason only).
+    pub action: Option<Action>,
+    /// TTL of the decisions of `action`.
+    pub ttl_secs: u64,
+}
+
+/// The trust score of a subject given the rules that fired, the models' scores and the
+/// reputation lists that hold it.
+pub fn trust_score(
+    fired: &[&CompiledRule],
+    models: &[ModelSignal<'_>],
+    lists: &[ListSignal<'_>],
+) -> f64 {
     let rules: f64 = fired
         .iter()
         .map(|r| 1.0 - r.spec.severity.score())
@@ -86,7 +107,11 @@ pub fn trust_score(fired: &[&CompiledRule], models: &[ModelSignal<'_>]) -> f64 {
         .iter()
         .map(|m| 1.0 - m.weight.clamp(0.0, 1.0) * m.score.clamp(0.0, 1.0))
         .product();
-    (1.0 - rules * models).clamp(0.0, 1.0)
+    let lists: f64 = lists
+        .iter()
+        .map(|l| 1.0 - l.weight.clamp(0.0, 1.0))
+        .product();
+    (1.0 - rules * models * lists).clamp(0.0, 1.0)
 }
 
 /// One source of an action: a fired rule or a model over a threshold.
@@ -98,6 +123,15 @@ struct Candidate {
     enforce: bool,
     ttl_secs: u64,
     origin: &'static str,
+}
+
+/// Which origin gives the action when several give the same one: the higher.
+fn precedence(origin: &str) -> u8 {
+    match origin {
+        "rule" => 2,
+        "model" => 1,
+        _ => 0,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -187,9 +221,9 @@ impl Policy {
                 .is_some_and(|ip| self.allow_cidrs.iter().any(|c| c.contains(ip)))
     }
 
-    /// The decision for `subject` at event time `t_us` given the rules that fired and the
-    /// models' signals, or `None` (allow-listed, nothing fired or reached a threshold, or an
-    /// active decision already covers it).
+    /// The decision for `subject` at event time `t_us` given the rules that fired, the
+    /// models' signals and the reputation lists that hold it, or `None` (allow-listed, nothing
+    /// fired, reached a threshold or has an action, or an active decision already covers it).
     pub fn decide(
         &mut self,
         kind: SubjectKind,
@@ -197,12 +231,16 @@ impl Policy {
         t_us: i64,
         fired: &[&CompiledRule],
         models: &[ModelSignal<'_>],
+        lists: &[ListSignal<'_>],
     ) -> Option<Decision> {
         let acting: Vec<&ModelSignal<'_>> = models.iter().filter(|m| m.action.is_some()).collect();
-        if (fired.is_empty() && acting.is_empty()) || self.allowed(kind, id) {
+        let acting_lists = lists.iter().filter(|l| l.action.is_some());
+        if (fired.is_empty() && acting.is_empty() && acting_lists.clone().next().is_none())
+            || self.allowed(kind, id)
+        {
             return None;
         }
-        let score = trust_score(fired, models);
+        let score = trust_score(fired, models, lists);
         let candidates: Vec<Candidate> = fired
             .iter()
             .map(|r| Candidate {
@@ -221,17 +259,27 @@ impl Policy {
                     origin: "model",
                 })
             }))
+            .chain(acting_lists.filter_map(|l| {
+                Some(Candidate {
+                    action: l.action?,
+                    rank: l.weight,
+                    enforce: true,
+                    ttl_secs: l.ttl_secs,
+                    origin: "reputation",
+                })
+            }))
             .collect();
         let strictest = |enforcing_only: bool| {
             candidates
                 .iter()
                 .filter(|c| c.enforce || !enforcing_only)
                 .copied()
-                // Equal actions: a rule (explicit, with its throttle rate) before a model.
+                // Equal actions: a rule (explicit, with its throttle rate) before a model before
+                // a list.
                 .max_by(|a, b| {
                     a.action
                         .cmp(&b.action)
-                        .then((a.origin == "rule").cmp(&(b.origin == "rule")))
+                        .then(precedence(a.origin).cmp(&precedence(b.origin)))
                         .then(a.rank.total_cmp(&b.rank))
                 })
         };
@@ -308,6 +356,9 @@ impl Policy {
             d.reasons
                 .push(format!("model:{}@{}={:.3}", m.name, m.version, m.score));
         }
+        for l in lists {
+            d.reasons.push(format!("reputation:{}", l.name));
+        }
         if shadow {
             d.reasons.push(format!("would:{}", action.as_str()));
         }
@@ -365,7 +416,9 @@ mode = "monitor"
         let set = rules();
         let both: Vec<&CompiledRule> = set.rules.iter().collect();
         let mut p = Policy::new(PolicyConfig::default()).unwrap();
-        let d = p.decide(SubjectKind::Ip, "1.2.3.4", 0, &both, &[]).unwrap();
+        let d = p
+            .decide(SubjectKind::Ip, "1.2.3.4", 0, &both, &[], &[])
+            .unwrap();
         assert_eq!(
             d.action,
             Action::Throttle,
@@ -380,18 +433,18 @@ mode = "monitor"
         assert_eq!(d.expires_at.0 - d.issued_at.0, 10 * MIN);
         // still covered: no flapping
         assert!(
-            p.decide(SubjectKind::Ip, "1.2.3.4", MIN, &both, &[])
+            p.decide(SubjectKind::Ip, "1.2.3.4", MIN, &both, &[], &[])
                 .is_none()
         );
         // past half the TTL: renewed; the fourth offence in the hour escalates
         let d2 = p
-            .decide(SubjectKind::Ip, "1.2.3.4", 6 * MIN, &both, &[])
+            .decide(SubjectKind::Ip, "1.2.3.4", 6 * MIN, &both, &[], &[])
             .unwrap();
         assert_eq!(d2.action, Action::Throttle);
-        p.decide(SubjectKind::Ip, "1.2.3.4", 12 * MIN, &both, &[])
+        p.decide(SubjectKind::Ip, "1.2.3.4", 12 * MIN, &both, &[], &[])
             .unwrap();
         let d4 = p
-            .decide(SubjectKind::Ip, "1.2.3.4", 18 * MIN, &both, &[])
+            .decide(SubjectKind::Ip, "1.2.3.4", 18 * MIN, &both, &[], &[])
             .unwrap();
         assert_eq!(d4.action, Action::Block);
         assert_eq!(d4.expires_at.0 - d4.issued_at.0, 20 * MIN, "TTL doubled");
@@ -400,14 +453,14 @@ mode = "monitor"
         // new decision, no further escalation
         for t in [19 * MIN, 20 * MIN, 25 * MIN, 30 * MIN] {
             assert!(
-                p.decide(SubjectKind::Ip, "1.2.3.4", t, &both, &[])
+                p.decide(SubjectKind::Ip, "1.2.3.4", t, &both, &[], &[])
                     .is_none(),
                 "at {t}"
             );
         }
         // past half of the rule's own TTL before the block ends: renewed (fifth offence)
         let d5 = p
-            .decide(SubjectKind::Ip, "1.2.3.4", 34 * MIN, &both, &[])
+            .decide(SubjectKind::Ip, "1.2.3.4", 34 * MIN, &both, &[], &[])
             .unwrap();
         assert_eq!(d5.action, Action::Block);
         assert!(d5.reasons.contains(&"repeat_offender:5".to_string()));
@@ -424,11 +477,11 @@ mode = "monitor"
         })
         .unwrap();
         assert!(
-            p.decide(SubjectKind::Ip, "9.9.9.9", 0, &both, &[])
+            p.decide(SubjectKind::Ip, "9.9.9.9", 0, &both, &[], &[])
                 .is_none()
         );
         assert!(
-            p.decide(SubjectKind::Ip, "10.1.2.3", 0, &both, &[])
+            p.decide(SubjectKind::Ip, "10.1.2.3", 0, &both, &[], &[])
                 .is_none()
         );
         let mut shadow = Policy::new(PolicyConfig {
@@ -437,7 +490,7 @@ mode = "monitor"
         })
         .unwrap();
         let d = shadow
-            .decide(SubjectKind::Ip, "1.2.3.4", 0, &both, &[])
+            .decide(SubjectKind::Ip, "1.2.3.4", 0, &both, &[], &[])
             .unwrap();
         assert_eq!(d.action, Action::Monitor);
         assert!(d.reasons.contains(&"would:throttle".to_string()));
@@ -445,7 +498,7 @@ mode = "monitor"
             set.rules.iter().filter(|r| r.spec.id == "shadow").collect();
         let mut p = Policy::new(PolicyConfig::default()).unwrap();
         let d = p
-            .decide(SubjectKind::Ip, "5.5.5.5", 0, &only_shadow, &[])
+            .decide(SubjectKind::Ip, "5.5.5.5", 0, &only_shadow, &[], &[])
             .unwrap();
         assert_eq!(
             (d.action, d.reasons.last().map(String::as_str)),
@@ -479,8 +532,15 @@ mode = "monitor"
     fn models_alone_decide_and_combine_with_rules() {
         let mut p = Policy::new(PolicyConfig::default()).unwrap();
         assert!(
-            p.decide(SubjectKind::Ip, "7.7.7.7", 0, &[], &[signal(None, true)])
-                .is_none(),
+            p.decide(
+                SubjectKind::Ip,
+                "7.7.7.7",
+                0,
+                &[],
+                &[signal(None, true)],
+                &[]
+            )
+            .is_none(),
             "below every threshold: nothing"
         );
         let d = p
@@ -490,6 +550,7 @@ mode = "monitor"
                 0,
                 &[],
                 &[signal(Some(Action::StepUp), true)],
+                &[],
             )
             .unwrap();
         assert_eq!((d.action, d.origin.as_str()), (Action::StepUp, "model"));
@@ -507,6 +568,7 @@ mode = "monitor"
                 0,
                 &hard,
                 &[signal(Some(Action::StepUp), true)],
+                &[],
             )
             .unwrap();
         assert_eq!((d.action, d.origin.as_str()), (Action::Throttle, "rule"));
@@ -521,9 +583,81 @@ mode = "monitor"
                 0,
                 &[],
                 &[signal(Some(Action::Throttle), false)],
+                &[],
             )
             .unwrap();
         assert_eq!(d.action, Action::Monitor);
         assert_eq!(d.reasons.last().map(String::as_str), Some("would:throttle"));
+    }
+
+    fn list(name: &'static str, weight: f64, action: Option<Action>) -> ListSignal<'static> {
+        ListSignal {
+            name,
+            weight,
+            action,
+            ttl_secs: 1800,
+        }
+    }
+
+    #[test]
+    fn reputation_lists_weigh_and_act_only_when_configured_to() {
+        let mut p = Policy::new(PolicyConfig::default()).unwrap();
+        // without an action a list decides nothing on its own
+        assert!(
+            p.decide(
+                SubjectKind::Ip,
+                "1.1.1.1",
+                0,
+                &[],
+                &[],
+                &[list("a", 0.5, None)]
+            )
+            .is_none()
+        );
+        // with one it does, naming itself; its weight is in the score like a severity
+        let lists = [list("a", 0.5, None), list("b", 0.8, Some(Action::Block))];
+        let d = p
+            .decide(SubjectKind::Ip, "1.1.1.1", 0, &[], &[], &lists)
+            .unwrap();
+        assert_eq!((d.action, d.origin.as_str()), (Action::Block, "reputation"));
+        assert_eq!(d.reasons, ["reputation:a", "reputation:b"]);
+        assert!((d.score - (1.0 - 0.5 * 0.2)).abs() < 1e-9, "{}", d.score);
+        assert_eq!(d.expires_at.0 - d.issued_at.0, 30 * MIN);
+        // beside a fired rule: the stricter action wins, every weight counts
+        let set = rules();
+        let hard: Vec<&CompiledRule> = set.rules.iter().filter(|r| r.spec.id == "hard").collect();
+        let d = p
+            .decide(SubjectKind::Ip, "2.2.2.2", 0, &hard, &[], &lists)
+            .unwrap();
+        assert_eq!((d.action, d.origin.as_str()), (Action::Block, "reputation"));
+        assert!((d.score - (1.0 - 0.2 * 0.5 * 0.2)).abs() < 1e-9);
+        assert_eq!(d.reasons, ["rule:hard", "reputation:a", "reputation:b"]);
+        let monitor = [list("m", 0.0, Some(Action::Throttle))];
+        let d = p
+            .decide(SubjectKind::Ip, "3.3.3.3", 0, &hard, &[], &monitor)
+            .unwrap();
+        assert_eq!(
+            (d.action, d.origin.as_str()),
+            (Action::Throttle, "rule"),
+            "a rule before a list for the same action (the rule names its rate)"
+        );
+        assert_eq!(d.throttle_rps, Some(2.0));
+        // global monitor mode and the allow-lists hold for lists too
+        let mut shadow = Policy::new(PolicyConfig {
+            monitor_only: true,
+            allow_cidrs: vec!["10.0.0.0/8".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let d = shadow
+            .decide(SubjectKind::Ip, "1.1.1.1", 0, &[], &[], &lists)
+            .unwrap();
+        assert_eq!(d.action, Action::Monitor);
+        assert_eq!(d.reasons.last().map(String::as_str), Some("would:block"));
+        assert!(
+            shadow
+                .decide(SubjectKind::Ip, "10.0.0.1", 0, &[], &[], &lists)
+                .is_none()
+        );
     }
 }

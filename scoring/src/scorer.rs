@@ -40,7 +40,8 @@ pub struct ScoringConfig {
     pub policy: PolicyConfig,
     /// ONNX models (`[scoring.models]`): the built-in ones by default.
     pub models: ModelsConfig,
-    /// IP reputation lists (`[[scoring.reputation]]`): a feature and a reason.
+    /// IP reputation lists (`[[scoring.reputation]]`): a feature, a reason, a weight in the
+    /// trust score and, when configured, an action.
     pub reputation: Vec<crate::reputation::ReputationSource>,
 }
 
@@ -239,6 +240,12 @@ impl Scorer {
         &mut self.policy
     }
 
+    /// The downloaders of the `url` reputation lists: what they download, this scorer uses
+    /// from its next batch on. The engine runs them ([`crate::reputation::Feed::run`]).
+    pub fn reputation_feeds(&self) -> crate::reputation::Feeds {
+        self.reputation.feeds()
+    }
+
     /// A scorer that computes features only: no rules, no models (backtests).
     pub fn features_only(cfg: &ScoringConfig) -> Result<Self, ScoringError> {
         let mut cfg = cfg.clone();
@@ -263,6 +270,11 @@ impl Scorer {
         let t = self.store.watermark_us().max(state.last_seen_us());
         let last_seen_us = state.last_seen_us();
         self.store.features(kind, state, t, &mut values);
+        if kind == SubjectKind::Ip
+            && let Some(last) = values.last_mut()
+        {
+            *last = self.reputation.feature(id);
+        }
         let mut b = FeatureBatchBuilder::new(self.schema.clone());
         b.push(kind, id, t, &values);
         let batch = b.finish();
@@ -284,6 +296,11 @@ impl Scorer {
             models.push((format!("{}@{}", m.name(), m.version()), score));
             signals.push(signal(m, score));
         }
+        let lists = if kind == SubjectKind::Ip {
+            self.reputation.matches(id)
+        } else {
+            Vec::new()
+        };
         // the first three columns are kind, subject and timestamp
         let names = self
             .schema
@@ -294,7 +311,7 @@ impl Scorer {
         Ok(Some(Assessment {
             last_seen_us,
             at_us: t,
-            score: trust_score(&fired, &signals),
+            score: trust_score(&fired, &signals, &lists),
             rules: fired.iter().map(|r| r.spec.id.clone()).collect(),
             models,
             features: names.zip(values).collect(),
@@ -356,6 +373,7 @@ impl Scorer {
                 path,
                 ip: text(c.ip, i),
                 identity: text(c.identity, i),
+                session: text(c.session, i),
                 user_agent: text(c.agent, i),
                 sensitive: path.is_some_and(is_sensitive),
                 unauthenticated: c.identity.is_null(i) && c.api_key.is_null(i),
@@ -414,10 +432,9 @@ impl Scorer {
         if let Some(state) = self.store.get(kind, key) {
             self.store.features(kind, state, t, &mut self.values);
             if kind == SubjectKind::Ip
-                && !self.reputation.is_empty()
                 && let Some(last) = self.values.last_mut()
             {
-                *last = Some(self.reputation.lists_of(&state.id).len() as f64);
+                *last = self.reputation.feature(&state.id);
             }
             b.push(kind, &state.id, t, &self.values);
             self.store.mark_evaluated(kind, key);
@@ -476,13 +493,21 @@ impl Scorer {
                     };
                     signals.push(signal(m, f64::from(*score)));
                 }
-                if hits.is_empty() && signals.iter().all(|m| m.action.is_none()) {
+                let lists = if kind == SubjectKind::Ip {
+                    self.reputation.matches(subjects.value(row))
+                } else {
+                    Vec::new()
+                };
+                if hits.is_empty()
+                    && signals.iter().all(|m| m.action.is_none())
+                    && lists.iter().all(|l| l.action.is_none())
+                {
                     continue;
                 }
                 s_kind.append_value(kind.as_str());
                 s_subject.append_value(subjects.value(row));
                 s_ts.append_value(ts.value(row));
-                s_score.append_value(trust_score(&hits, &signals));
+                s_score.append_value(trust_score(&hits, &signals, &lists));
                 if hits.is_empty() {
                     s_rules.append_null();
                 } else {
@@ -498,17 +523,16 @@ impl Scorer {
                         .collect();
                     s_models.append_value(list.join(","));
                 }
-                let Some(mut d) =
-                    self.policy
-                        .decide(kind, subjects.value(row), ts.value(row), &hits, &signals)
-                else {
+                let Some(mut d) = self.policy.decide(
+                    kind,
+                    subjects.value(row),
+                    ts.value(row),
+                    &hits,
+                    &signals,
+                    &lists,
+                ) else {
                     continue;
                 };
-                if kind == SubjectKind::Ip {
-                    for list in self.reputation.lists_of(subjects.value(row)) {
-                        d.reasons.push(format!("reputation:{list}"));
-                    }
-                }
                 if let Some(e) = self
                     .evidence
                     .get(&(ki as u8, subjects.value(row).to_string()))

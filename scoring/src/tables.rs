@@ -7,7 +7,7 @@
 //! | `action` | utf8 | `allow`, `monitor`, `step_up`, `throttle`, `block` |
 //! | `score` | float64 | trust score behind it |
 //! | `reasons` | list<utf8> | `rule:<id>`, `model:<name>@<version>=<p>`, `feature:…`, `manual:<who>` |
-//! | `origin` | utf8 | `rule`, `model`, `manual`, `policy` |
+//! | `origin` | utf8 | `rule`, `model`, `reputation`, `manual`, `policy` |
 //! | `issued_at`, `expires_at` | timestamp(us, UTC) | when it applies |
 //! | `throttle_rps` | float64? | rate of a `throttle` |
 //! | `allow_list` | bool | an allow-list entry |
