@@ -257,15 +257,28 @@ fn sender(r: &SimRequest) -> Result<&'static str, String> {
     }
 }
 
-/// Whether a request comes from a real browser: a browser user agent, and not an attack tool
-/// that only borrows one (the botnet and the credential stuffer script their logins). The
-/// proxy fingerprints the header set a client sends (JA4H), so browsers send a browser's.
-fn from_browser(r: &SimRequest) -> bool {
-    r.user_agent.starts_with("Mozilla/")
-        && !matches!(
-            r.scenario,
-            Some(Scenario::DistributedBruteForce | Scenario::CredentialStuffing)
-        )
+/// A value for a header the client program sends, as that kind of program fills it in.
+fn header_value<'a>(name: &str, r: &'a SimRequest) -> Option<&'a str> {
+    let browser = r.header_names.iter().any(|h| h.starts_with("sec-fetch"));
+    Some(match name.to_ascii_lowercase().as_str() {
+        // hyper writes `Host` itself, first
+        "host" => return None,
+        "user-agent" => &r.user_agent,
+        "accept" if browser => "application/json, text/plain, */*",
+        "accept" => "*/*",
+        "accept-language" => "en-US,en;q=0.9",
+        "accept-encoding" => "gzip, deflate, br",
+        "connection" => "keep-alive",
+        "sec-ch-ua" => "\"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"",
+        "sec-ch-ua-mobile" => "?0",
+        "sec-ch-ua-platform" => "\"Windows\"",
+        "sec-fetch-site" => "same-origin",
+        "sec-fetch-mode" => "cors",
+        "sec-fetch-dest" => "empty",
+        "priority" => "u=1, i",
+        "te" => "trailers",
+        _ => "?",
+    })
 }
 
 fn request(r: &SimRequest, proxy: &str, jwt: Option<String>) -> Result<Request<Full<Bytes>>> {
@@ -273,18 +286,13 @@ fn request(r: &SimRequest, proxy: &str, jwt: Option<String>) -> Result<Request<F
     let mut b = Request::builder()
         .method(method)
         .uri(format!("http://{proxy}{}", r.path))
-        .header("host", &r.host)
-        .header("user-agent", &r.user_agent);
-    if from_browser(r) {
-        b = b
-            .header("accept", "application/json, text/plain, */*")
-            .header("accept-language", "en-US,en;q=0.9")
-            .header("accept-encoding", "gzip, deflate, br")
-            .header("sec-fetch-site", "same-origin")
-            .header("sec-fetch-mode", "cors")
-            .header("sec-fetch-dest", "empty");
-    } else {
-        b = b.header("accept", "*/*");
+        .header("host", &r.host);
+    // The header set of the program that sent it (its JA4H at the proxy): a browser's for a
+    // browser user, a script's for a script, whatever user agent it claims.
+    for name in r.header_names {
+        if let Some(v) = header_value(name, r) {
+            b = b.header(*name, v);
+        }
     }
     b = b
         .header("x-vigil-demo-status", r.status.to_string())

@@ -542,6 +542,7 @@ fn golden_requests() -> Vec<SimRequest> {
         tls_version: "TLSv1.3",
         tls_fingerprint: "t13d1516h2_8daaf6152771_02713d6af862".into(),
         http_fingerprint: "ge20cr12enus_1f0d4f2f6a55_0c6b9a5fb0a4_6b1c86a6c6a1".into(),
+        header_names: &["user-agent", "accept"],
         upstream: "10.0.6.12:8080".into(),
         scenario: None,
     };
@@ -567,6 +568,7 @@ fn golden_requests() -> Vec<SimRequest> {
         tls_version: "TLSv1.2",
         tls_fingerprint: "t12d1312h2_f57a46bbacb6_e7c285222651".into(),
         http_fingerprint: "ge11nn030000_3a7b4a8c5d21_000000000000_000000000000".into(),
+        header_names: &["Host", "User-Agent", "Accept-Encoding"],
         upstream: "10.0.8.11:8080".into(),
         scenario: Some(Scenario::SensitivePathScan),
     };
@@ -790,6 +792,7 @@ mod properties {
                     tls_version: "TLSv1.3",
                     tls_fingerprint: upstream.clone(),
                     http_fingerprint: String::new(),
+                    header_names: &[],
                     upstream,
                     scenario: None,
                 },

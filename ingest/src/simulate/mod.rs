@@ -81,6 +81,9 @@ pub struct SimRequest {
     pub tls_fingerprint: String,
     /// The request's JA4H HTTP fingerprint.
     pub http_fingerprint: String,
+    /// Header names the client program sends, in its order, without credentials, `Cookie`
+    /// and `Referer` (what a replay such as `vigil demo` sends to look like the same program).
+    pub header_names: &'static [&'static str],
     /// Upstream replica, `10.0.<service>.<replica>:8080`.
     pub upstream: String,
     /// The attack this request belongs to; `None` for benign traffic.

@@ -690,6 +690,7 @@ pub(crate) fn finish(
         tls_version: who.tls_version,
         tls_fingerprint,
         http_fingerprint,
+        header_names: who.stack.headers,
         upstream: draft.service.upstream(rng),
         scenario,
     }
