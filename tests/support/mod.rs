@@ -55,6 +55,8 @@ pub struct Broker {
     pub brokers: String,
     child: Option<Child>,
     bin: Option<PathBuf>,
+    /// The working directory of a durable broker (its SQLite file lives there).
+    durable_dir: Option<PathBuf>,
 }
 
 impl Broker {
@@ -64,43 +66,77 @@ impl Broker {
                 brokers: b,
                 child: None,
                 bin: None,
+                durable_dir: None,
             };
         }
         let bin = tansu();
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let brokers = format!("127.0.0.1:{port}");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&brokers).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "broker did not start on {brokers}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let brokers = format!("127.0.0.1:{}", free_port());
+        let child = spawn_tansu(&bin, &brokers, None);
         Broker {
             brokers,
             child: Some(child),
             bin: Some(bin),
+            durable_dir: None,
         }
+    }
+
+    /// A Tansu broker on a free port that keeps its topics, records and committed offsets
+    /// in SQLite under `dir`, so [`stop`](Self::stop) and [`restart`](Self::restart) lose
+    /// nothing. Never an external broker: the fault tests must be able to stop it. `None`
+    /// when no durable Tansu is installed (see [`tansu_durable`]).
+    pub fn start_durable(dir: &Path) -> Option<Broker> {
+        let bin = tansu_durable()?;
+        std::fs::create_dir_all(dir).unwrap();
+        let brokers = format!("127.0.0.1:{}", free_port());
+        let child = spawn_tansu(&bin, &brokers, Some(dir));
+        Some(Broker {
+            brokers,
+            child: Some(child),
+            bin: Some(bin),
+            durable_dir: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// Stops the broker process (SIGTERM, then SIGKILL after 10 s) and waits until its port
+    /// refuses connections.
+    pub fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            panic!("stop: the broker is not a process this test started, or is stopped");
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while c.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = c.kill();
+                let _ = c.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait_until(10, "the broker's port to close", || {
+            std::net::TcpStream::connect(&self.brokers).is_err()
+        });
+    }
+
+    /// Starts a stopped durable broker again on the same port, with the same storage.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart: the broker is running");
+        let (Some(bin), Some(dir)) = (&self.bin, &self.durable_dir) else {
+            panic!("restart: only a durable broker keeps its data across a restart");
+        };
+        self.child = Some(spawn_tansu(bin, &self.brokers, Some(dir)));
     }
 
     /// Creates `topic` with `partitions` (Tansu's CLI; an external broker auto-creates).
     pub fn create_topic(&self, topic: &str, partitions: u32) {
         let Some(bin) = &self.bin else { return };
-        let status = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(dir) = &self.durable_dir {
+            cmd.current_dir(dir);
+        }
+        let status = cmd
             .args([
                 "topic",
                 "create",
@@ -125,6 +161,57 @@ impl Drop for Broker {
             let _ = c.wait();
         }
     }
+}
+
+/// A Tansu whose storage survives a restart (built with the `libsql` feature):
+/// `VIGIL_TANSU_DURABLE`, or `~/.cache/vigil-tansu/bin/tansu` where `scripts/fault-tests`
+/// installs it. The Tansu of `scripts/setup` stores in memory only.
+pub fn tansu_durable() -> Option<PathBuf> {
+    std::env::var_os("VIGIL_TANSU_DURABLE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vigil-tansu/bin/tansu"))
+        })
+        .filter(|p| p.is_file())
+}
+
+/// Starts `tansu broker` listening on `brokers` (`127.0.0.1:PORT`), in memory or, with
+/// `durable`, in `durable/tansu.db` (the SQLite URL is relative to the working directory),
+/// and waits until it accepts connections.
+fn spawn_tansu(bin: &Path, brokers: &str, durable: Option<&Path>) -> Child {
+    let url = format!("tcp://{brokers}");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+    ]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(dir) = durable {
+        // its log next to its data, for a failing test to be read
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tansu.log"))
+            .unwrap();
+        cmd.current_dir(dir)
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stderr(log);
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let start = Instant::now();
+    while std::net::TcpStream::connect(brokers).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "broker did not start on {brokers}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 /// The `vigil` binary as a child process, killed when dropped.

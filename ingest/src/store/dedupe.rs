@@ -5,8 +5,9 @@
 //! committed offset, a file re-read from its checkpoint) with the same event ids. A table with
 //! a `dedupe_column` keeps the 64-bit hashes of the ids appended within the last
 //! `dedupe_window` (at most `dedupe_max_ids` of them) and drops a row whose id it has seen; at
-//! open it reads back the ids of the files written within the window, so the protection
-//! holds across the restart the duplicates come with.
+//! open it reads back the ids of the files written within the window before the last file
+//! (not before now: a restart may come long after the crash) and keeps them for a window
+//! from the open, so the protection holds across the restart the duplicates come with.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
@@ -103,8 +104,8 @@ impl Dedupe {
             .map_err(|e| StoreError::arrow(table, e))
     }
 
-    /// Remembers the ids of a file written at `written` (at open).
-    pub fn preload(&mut self, path: &Path, written: SystemTime) -> Result<(), StoreError> {
+    /// Remembers the ids of a file (at open), from `at` on.
+    pub fn preload(&mut self, path: &Path, at: SystemTime) -> Result<(), StoreError> {
         if self.seen.len() >= self.max_ids {
             return Ok(());
         }
@@ -131,10 +132,15 @@ impl Dedupe {
             }
         }
         if !added.is_empty() {
-            // oldest first: files are preloaded in write order
-            self.order.push_back((written, added));
+            // files are preloaded in write order, so the id limit forgets the oldest first
+            self.order.push_back((at, added));
         }
         Ok(())
+    }
+
+    /// Most ids remembered.
+    pub fn max_ids(&self) -> usize {
+        self.max_ids
     }
 
     /// Whether a file written at `written` is within the window at `now`.

@@ -386,20 +386,32 @@ impl Table {
             }
             files.insert(id, Arc::new(FileEntry::new(id, path, hour, meta)?));
         }
-        // the ids of the files written within the dedupe window: what a crash can replay
+        // The ids of the files written within the dedupe window before the *last* write: what
+        // a crash can replay (written, not yet acknowledged), however long ago the crash was.
+        // They are remembered for a window from now, when the replay comes.
         if let (Some(d), false) = (&self.dedupe, read_only) {
             let now = SystemTime::now();
             let mut d = d.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut recent: Vec<(SystemTime, &Arc<FileEntry>)> = files
+            let mut written: Vec<(SystemTime, &Arc<FileEntry>)> = files
                 .values()
-                .filter_map(|f| {
-                    let written = fs::metadata(&f.path).and_then(|m| m.modified()).ok()?;
-                    d.recent(written, now).then_some((written, f))
-                })
+                .filter_map(|f| Some((fs::metadata(&f.path).and_then(|m| m.modified()).ok()?, f)))
                 .collect();
-            recent.sort_by_key(|(t, _)| *t);
-            for (written, f) in recent {
-                d.preload(&f.path, written)?;
+            // newest first, as many as the id limit holds; then preloaded oldest first
+            written.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+            let last = written.first().map(|(t, _)| *t);
+            let mut ids = 0u64;
+            let mut recent: Vec<&Arc<FileEntry>> = written
+                .iter()
+                .take_while(|(t, f)| {
+                    ids += f.meta.rows;
+                    last.is_some_and(|last| d.recent(*t, last))
+                        && (ids <= d.max_ids() as u64 || ids == f.meta.rows)
+                })
+                .map(|(_, f)| *f)
+                .collect();
+            recent.reverse();
+            for f in recent {
+                d.preload(&f.path, now)?;
             }
         }
         self.lock().files = files;
