@@ -47,6 +47,14 @@ fn inspect(c: &mut Criterion) {
                 black_box(out.is_empty())
             })
         });
+        // The same request with every pattern list matched in full (no literal gate): the
+        // cost before the gate, measured in the same run.
+        group.bench_function(format!("{name}/reference"), |b| {
+            b.iter(|| {
+                detectors.inspect_reference(black_box(&req), &mut out);
+                black_box(out.is_empty())
+            })
+        });
     }
     group.finish();
 }

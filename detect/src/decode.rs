@@ -167,12 +167,13 @@ fn percent_decode_once(
     let mut changed = false;
     let mut i = 0;
     while i < input.len() {
-        let b = input[i];
-        if b != b'%' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
+        // Copy the run up to the next `%` in one go.
+        let Some(run) = input[i..].iter().position(|&b| b == b'%') else {
+            out.extend_from_slice(&input[i..]);
+            break;
+        };
+        out.extend_from_slice(&input[i..i + run]);
+        i += run;
         let rest = &input[i + 1..];
         if let [hi, lo, ..] = rest
             && let Some(v) = hex_byte(*hi, *lo)
@@ -221,6 +222,10 @@ fn overlong_len(bytes: &[u8]) -> Option<usize> {
 }
 
 fn has_overlong(bytes: &[u8]) -> bool {
+    // Every overlong sequence starts with a byte of 0xC0 or above.
+    if bytes.is_ascii() {
+        return false;
+    }
     bytes.iter().enumerate().any(|(i, &b)| {
         matches!(b, 0xC0 | 0xC1 | 0xE0 | 0xF0) && overlong_len(&bytes[i..]).is_some()
     })
@@ -375,6 +380,193 @@ mod tests {
         );
         assert_eq!(strip_sql_comments(b"a/*b").as_deref(), Some(&b"a"[..]));
         assert!(strip_sql_comments(b"a*/b").is_none());
+    }
+
+    /// The decoder as it was before its fast paths (byte-at-a-time copying, no ASCII check
+    /// before looking for overlong UTF-8): the oracle for `same_as_oracle`.
+    mod oracle {
+        use super::super::{DecodeFlags, MAX_ROUNDS, hex_byte, overlong_len};
+        use std::borrow::Cow;
+
+        /// Decodes `raw` until it is stable or [`MAX_ROUNDS`] rounds have run, folding overlong UTF-8
+        /// after every round. `plus_as_space` applies to the raw text only: a `+` produced by decoding
+        /// `%2b` is a literal plus, as in every server.
+        pub(super) fn decode_oracle<'a>(
+            raw: &'a [u8],
+            plus_as_space: bool,
+            flags: &mut DecodeFlags,
+        ) -> Cow<'a, [u8]> {
+            let has_plus = plus_as_space && raw.contains(&b'+');
+            let has_escape = raw.contains(&b'%');
+            if !has_plus && !has_escape {
+                if raw.contains(&0) {
+                    flags.insert(DecodeFlags::NULL_BYTE);
+                }
+                if has_overlong_oracle(raw) {
+                    let mut out = raw.to_vec();
+                    fold_overlong_oracle(&mut out, flags);
+                    return Cow::Owned(out);
+                }
+                return Cow::Borrowed(raw);
+            }
+
+            let mut current: Vec<u8> = if has_plus {
+                raw.iter()
+                    .map(|&b| if b == b'+' { b' ' } else { b })
+                    .collect()
+            } else {
+                raw.to_vec()
+            };
+            let mut next = Vec::with_capacity(current.len());
+            for round in 0..MAX_ROUNDS {
+                next.clear();
+                let changed = percent_decode_once_oracle(&current, &mut next, round == 0, flags);
+                if !changed {
+                    break;
+                }
+                if round > 0 {
+                    flags.insert(DecodeFlags::MULTI_ENCODED);
+                }
+                fold_overlong_oracle(&mut next, flags);
+                std::mem::swap(&mut current, &mut next);
+                if !current.contains(&b'%') {
+                    break;
+                }
+            }
+            if current.contains(&0) {
+                flags.insert(DecodeFlags::NULL_BYTE);
+            }
+            Cow::Owned(current)
+        }
+
+        /// One round of percent-decoding from `input` into `out`. Returns whether any escape was
+        /// decoded. Malformed escapes are copied through; they are flagged only in the first round,
+        /// since a lone `%` produced by decoding (`100%25`) is the user's own text.
+        fn percent_decode_once_oracle(
+            input: &[u8],
+            out: &mut Vec<u8>,
+            first_round: bool,
+            flags: &mut DecodeFlags,
+        ) -> bool {
+            let mut changed = false;
+            let mut i = 0;
+            while i < input.len() {
+                let b = input[i];
+                if b != b'%' {
+                    out.push(b);
+                    i += 1;
+                    continue;
+                }
+                let rest = &input[i + 1..];
+                if let [hi, lo, ..] = rest
+                    && let Some(v) = hex_byte(*hi, *lo)
+                {
+                    out.push(v);
+                    changed = true;
+                    i += 3;
+                    continue;
+                }
+                if let [u, a, b2, c, d, ..] = rest
+                    && (*u == b'u' || *u == b'U')
+                    && let (Some(h), Some(l)) = (hex_byte(*a, *b2), hex_byte(*c, *d))
+                {
+                    let code = u32::from(h) << 8 | u32::from(l);
+                    let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    flags.insert(DecodeFlags::UNICODE_ESCAPE);
+                    changed = true;
+                    i += 6;
+                    continue;
+                }
+                if first_round {
+                    flags.insert(DecodeFlags::BAD_ESCAPE);
+                }
+                out.push(b'%');
+                i += 1;
+            }
+            changed
+        }
+
+        fn has_overlong_oracle(bytes: &[u8]) -> bool {
+            bytes.iter().enumerate().any(|(i, &b)| {
+                matches!(b, 0xC0 | 0xC1 | 0xE0 | 0xF0) && overlong_len(&bytes[i..]).is_some()
+            })
+        }
+
+        /// Replaces every overlong UTF-8 sequence with the canonical encoding of the code point it
+        /// spells, as lenient decoders (the old IIS and Tomcat ones) did.
+        fn fold_overlong_oracle(bytes: &mut Vec<u8>, flags: &mut DecodeFlags) {
+            if !has_overlong_oracle(bytes) {
+                return;
+            }
+            flags.insert(DecodeFlags::OVERLONG_UTF8);
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                let Some(len) = overlong_len(&bytes[i..]) else {
+                    out.push(bytes[i]);
+                    i += 1;
+                    continue;
+                };
+                let seq = &bytes[i..i + len];
+                let lead_bits = match len {
+                    2 => u32::from(seq[0] & 0x1F),
+                    3 => u32::from(seq[0] & 0x0F),
+                    _ => u32::from(seq[0] & 0x07),
+                };
+                let code = seq[1..]
+                    .iter()
+                    .fold(lead_bits, |acc, &c| acc << 6 | u32::from(c & 0x3F));
+                let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                i += len;
+            }
+            *bytes = out;
+        }
+    }
+
+    proptest! {
+        /// The fast paths decode every input to the same bytes with the same flags.
+        #[test]
+        fn same_as_oracle(
+            input in proptest::collection::vec(
+                prop_oneof![
+                    any::<u8>(),
+                    Just(b'%'),
+                    Just(b'+'),
+                    Just(0xC0),
+                    Just(0xE0),
+                    Just(0x80),
+                    Just(b'2'),
+                    Just(b'5'),
+                    Just(b'c'),
+                    Just(b'u'),
+                ],
+                0..64,
+            ),
+            plus in any::<bool>(),
+        ) {
+            let (mut fast_flags, mut oracle_flags) = (DecodeFlags::empty(), DecodeFlags::empty());
+            let fast = decode(&input, plus, &mut fast_flags);
+            let slow = oracle::decode_oracle(&input, plus, &mut oracle_flags);
+            prop_assert_eq!(&fast[..], &slow[..]);
+            prop_assert_eq!(fast_flags, oracle_flags);
+            prop_assert_eq!(matches!(fast, Cow::Borrowed(_)), matches!(slow, Cow::Borrowed(_)));
+        }
+
+        #[test]
+        fn same_as_oracle_on_escapes(
+            input in "(%[0-9a-fA-FuU]{0,5}|%25|[a-z./+]|%c0|%e0%80|%f0%80%80|\\xc0\\xaf|é){0,40}",
+            plus in any::<bool>(),
+        ) {
+            let (mut fast_flags, mut oracle_flags) = (DecodeFlags::empty(), DecodeFlags::empty());
+            let fast = decode(input.as_bytes(), plus, &mut fast_flags);
+            let slow = oracle::decode_oracle(input.as_bytes(), plus, &mut oracle_flags);
+            prop_assert_eq!(&fast[..], &slow[..]);
+            prop_assert_eq!(fast_flags, oracle_flags);
+        }
     }
 
     proptest! {

@@ -14,8 +14,13 @@
 //!    the character it spells. Clean parts are borrowed, not copied. Evasion tricks seen on the
 //!    way (overlong UTF-8, NUL bytes, malformed escapes) become `protocol` evidence.
 //! 2. **Match**: each decoded part is matched against automata compiled once from the pattern
-//!    lists: one Aho-Corasick automaton for the literals and one `RegexSet` for the regexes,
-//!    per part of the request (path, parameter, whole URI, user agent, referer). Parameter
+//!    lists, per part of the request (path, parameter, whole URI, user agent, referer): one
+//!    Aho-Corasick automaton for the literals, and the regexes behind a literal gate. The gate
+//!    is one more automaton, over literals that every match of a regex must contain (derived
+//!    from the regex's syntax, see the `prefilter` module); a part runs only the regexes whose
+//!    literals it contains, and a clean part usually none. The gate changes no result:
+//!    [`Detectors::inspect_reference`] matches every list in full and is tested to agree on
+//!    the evaluation corpus and on generated requests (`tests/differential.rs`). Parameter
 //!    values, and the path for XSS, also go through libinjection (the pure-Rust
 //!    `libinjectionrs` port) for SQL injection and XSS fingerprints; values containing SQL
 //!    block comments are checked a second time with the comments removed
@@ -40,6 +45,7 @@
 pub mod decode;
 mod evidence;
 mod patterns;
+mod prefilter;
 pub mod reputation;
 
 pub use evidence::{AttackClass, Evidence, Location, Match, Strength};
@@ -190,6 +196,19 @@ impl Detectors {
     /// Clears `out` and fills it with everything found in `req`. A clean request whose parts
     /// need no decoding allocates nothing beyond what libinjection does internally.
     pub fn inspect(&self, req: &Request<'_>, out: &mut Evidence) {
+        self.inspect_with(req, out, Matching::Gated);
+    }
+
+    /// [`Detectors::inspect`] with every pattern list matched in full, without the literal
+    /// gate that skips the regexes a part cannot match. Slow (the whole-list `RegexSet`s are
+    /// built on first use); it exists so that tests can check that the gated path finds exactly
+    /// the same evidence. Not part of the API.
+    #[doc(hidden)]
+    pub fn inspect_reference(&self, req: &Request<'_>, out: &mut Evidence) {
+        self.inspect_with(req, out, Matching::Reference);
+    }
+
+    fn inspect_with(&self, req: &Request<'_>, out: &mut Evidence, how: Matching) {
         out.clear();
         self.check_protocol(req, out);
 
@@ -197,7 +216,7 @@ impl Detectors {
 
         let mut flags = DecodeFlags::empty();
         let path = decode::decode_path(raw_path.as_bytes(), &mut flags);
-        self.scan(Target::Path, &path, out, || Location::Path);
+        self.scan(how, Target::Path, &path, out, || Location::Path);
         if might_be_xss(&path) && libinjectionrs::detect_xss(&path).is_injection() {
             push_builtin(out, AttackClass::Xss, "xss.libinjection", || Location::Path);
         }
@@ -206,7 +225,7 @@ impl Detectors {
         let queries = [target_query, req.query.filter(|q| Some(*q) != target_query)];
         for query in queries.into_iter().flatten() {
             for param in decode::query_params(query) {
-                self.inspect_param(param, out);
+                self.inspect_param(how, param, out);
             }
         }
 
@@ -214,19 +233,19 @@ impl Detectors {
         // parameter names (Spring4Shell's `class.module.classLoader`).
         let mut uri_flags = DecodeFlags::empty();
         let uri = decode::decode_path(req.target.as_bytes(), &mut uri_flags);
-        self.scan(Target::Uri, &uri, out, || Location::Uri);
+        self.scan(how, Target::Uri, &uri, out, || Location::Uri);
         if let Some(q) = req.query.filter(|q| Some(*q) != target_query) {
             let q = decode::decode_path(q.as_bytes(), &mut uri_flags);
-            self.scan(Target::Uri, &q, out, || Location::Uri);
+            self.scan(how, Target::Uri, &q, out, || Location::Uri);
         }
 
         if let Some(ua) = req.user_agent {
-            self.inspect_header(Target::UserAgent, "user-agent", ua.as_bytes(), out);
+            self.inspect_header(how, Target::UserAgent, "user-agent", ua.as_bytes(), out);
         }
         if let Some(referer) = req.referer {
             let mut f = DecodeFlags::empty();
             let referer = decode::decode_path(referer.as_bytes(), &mut f);
-            self.inspect_header(Target::Referer, "referer", &referer, out);
+            self.inspect_header(how, Target::Referer, "referer", &referer, out);
         }
     }
 
@@ -254,26 +273,32 @@ impl Detectors {
         }
     }
 
-    fn inspect_param(&self, param: RawParam<'_>, out: &mut Evidence) {
+    fn inspect_param(&self, how: Matching, param: RawParam<'_>, out: &mut Evidence) {
         let mut flags = DecodeFlags::empty();
         let name = decode::decode_query(param.name.as_bytes(), &mut flags);
         let value = decode::decode_query(param.value.as_bytes(), &mut flags);
         let location = || Location::Query(String::from_utf8_lossy(&name).into_owned());
 
-        self.inspect_value(&value, out, location);
+        self.inspect_value(how, &value, out, location);
         // Names are almost always identifiers; anything else is scanned like a value (a
         // payload sent as `?<script>…` has no `=` and lands here).
         if !is_identifier(&name) {
-            self.inspect_value(&name, out, location);
+            self.inspect_value(how, &name, out, location);
         }
         report_flags(flags, out, location);
     }
 
-    fn inspect_value(&self, value: &[u8], out: &mut Evidence, location: impl Fn() -> Location) {
+    fn inspect_value(
+        &self,
+        how: Matching,
+        value: &[u8],
+        out: &mut Evidence,
+        location: impl Fn() -> Location,
+    ) {
         if value.is_empty() {
             return;
         }
-        self.scan(Target::Param, value, out, &location);
+        self.scan(how, Target::Param, value, out, &location);
         if might_be_sqli(value) && libinjectionrs::detect_sqli(value).is_injection() {
             push_builtin(out, AttackClass::Sqli, "sqli.libinjection", &location);
         }
@@ -281,16 +306,23 @@ impl Detectors {
             push_builtin(out, AttackClass::Xss, "xss.libinjection", &location);
         }
         if let Some(stripped) = decode::strip_sql_comments(value) {
-            self.scan(Target::Param, &stripped, out, &location);
+            self.scan(how, Target::Param, &stripped, out, &location);
             if might_be_sqli(&stripped) && libinjectionrs::detect_sqli(&stripped).is_injection() {
                 push_builtin(out, AttackClass::Sqli, "sqli.libinjection", &location);
             }
         }
     }
 
-    fn inspect_header(&self, target: Target, name: &'static str, value: &[u8], out: &mut Evidence) {
+    fn inspect_header(
+        &self,
+        how: Matching,
+        target: Target,
+        name: &'static str,
+        value: &[u8],
+        out: &mut Evidence,
+    ) {
         let location = || Location::Header(name);
-        self.scan(target, value, out, location);
+        self.scan(how, target, value, out, location);
         // Injection through headers is real, but ordinary user agents are full of
         // parentheses and semicolons; only quoted or tag-bearing values go to libinjection.
         if value.iter().any(|b| matches!(b, b'\'' | b'"'))
@@ -305,15 +337,26 @@ impl Detectors {
 
     fn scan(
         &self,
+        how: Matching,
         target: Target,
         haystack: &[u8],
         out: &mut Evidence,
         location: impl Fn() -> Location,
     ) {
-        self.patterns.scan(target, haystack, |rule: &Rule| {
-            out.push(rule.class, rule.strength, rule.id, &location);
-        });
+        let hit = |rule: &Rule| out.push(rule.class, rule.strength, rule.id, &location);
+        match how {
+            Matching::Gated => self.patterns.scan(target, haystack, hit),
+            Matching::Reference => self.patterns.scan_reference(target, haystack, hit),
+        }
     }
+}
+
+/// How the pattern lists are matched: through the literal gate (production), or in full (the
+/// oracle behind [`Detectors::inspect_reference`]).
+#[derive(Debug, Clone, Copy)]
+enum Matching {
+    Gated,
+    Reference,
 }
 
 fn push_builtin(

@@ -15,16 +15,25 @@
 //!   pattern can span path and query or match parameter names), `ua`, `referer`, or `any`
 //!   (path, param, ua and referer).
 //! * `kind` is `lit` (an ASCII case-insensitive literal, compiled into one Aho-Corasick
-//!   automaton per target) or `re` (a case-insensitive byte regex, compiled into one
-//!   `RegexSet` per target).
+//!   automaton per target) or `re` (a case-insensitive byte regex).
+//!
+//! Each target also gets a *gate*: one Aho-Corasick automaton over the literal entries and the
+//! literals each regex entry needs (derived from its syntax by [`crate::prefilter`]). A text is
+//! first run through the gate; only the regexes whose literals it contains are then run, one by
+//! one, and a text the gate finds nothing in costs one pass. The gated scan reports exactly
+//! what matching every entry would; the ungated one (`scan_reference`, one `RegexSet` per
+//! target) is kept for the tests that check this.
 //!
 //! Blank lines and lines starting with `#` are ignored.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::bytes::{RegexSet, RegexSetBuilder};
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::DetectError;
 use crate::evidence::{AttackClass, Strength};
+use crate::prefilter;
 
 /// The built-in lists, embedded at compile time: (file name, contents).
 pub(crate) const BUILTIN: &[(&str, &str)] = &[
@@ -94,22 +103,131 @@ pub(crate) struct Rule {
 struct TargetMatcher {
     literals: Option<AhoCorasick>,
     literal_rules: Vec<u32>,
-    regexes: Option<RegexSet>,
+    /// One matcher per regex entry, in list order (`regex_rules[i]` is the rule of `regexes[i]`).
+    regexes: Vec<Regex>,
     regex_rules: Vec<u32>,
+    /// The regex sources, for the reference matcher built on demand.
+    regex_sources: Vec<&'static str>,
+    gate: Option<Gate>,
+    /// The whole-list `RegexSet`, as matched before the gate existed; built on first use by
+    /// [`TargetMatcher::scan_reference`].
+    reference: OnceLock<Option<RegexSet>>,
+}
+
+/// Which entries of one target could match a text, found with one cheap pass.
+///
+/// Built from the literal entries themselves and from the necessary literals of every regex
+/// entry (see [`crate::prefilter`]): each regex has one or two *requirements*, sets of literals
+/// of which a matching text contains at least one each. A regex is run only when every one of
+/// its requirements was seen; a text in which the automaton finds nothing at all runs only the
+/// regexes in `always` (those with no derivable literal; none of the built-in ones).
+#[derive(Debug)]
+struct Gate {
+    /// The literal entries and every regex's first (most selective) requirement: a text this
+    /// finds nothing in can match no literal entry and meet no regex's requirements.
+    primary: AhoCorasick,
+    /// Every literal of every requirement, for naming the candidates once `primary` matched.
+    automaton: AhoCorasick,
+    /// For each automaton pattern, the (regex, requirement) pairs it satisfies; empty for the
+    /// literal entries' own patterns.
+    satisfies: Vec<Vec<(u16, u8)>>,
+    /// Regexes with a single requirement: their second one counts as met from the start.
+    single: Candidates,
+    /// Regexes to run on every text.
+    always: Candidates,
+}
+
+impl Gate {
+    /// The regexes whose requirements `haystack` meets (plus `always`), or `None` when no
+    /// literal entry and no regex's first requirement occurs in it (the common case, decided
+    /// in one pass).
+    fn candidates(&self, haystack: &[u8]) -> Option<Candidates> {
+        if !self.primary.is_match(haystack) {
+            return None;
+        }
+        let mut met = [Candidates::default(), self.single];
+        for m in self.automaton.find_overlapping_iter(haystack) {
+            for &(regex, requirement) in &self.satisfies[m.pattern().as_usize()] {
+                met[usize::from(requirement)].insert(regex);
+            }
+        }
+        Some(met[0].both_or(met[1], self.always))
+    }
+}
+
+// `Gate::candidates` tracks exactly two requirements per regex.
+const _: () = assert!(prefilter::MAX_REQUIREMENTS == 2);
+
+/// A set of regex indices of one target, iterated in ascending order.
+#[derive(Debug, Clone, Copy, Default)]
+struct Candidates([u64; Candidates::WORDS]);
+
+impl Candidates {
+    const WORDS: usize = 4;
+    /// The most regexes one target can hold and still be gated.
+    const CAPACITY: usize = Self::WORDS * 64;
+
+    fn insert(&mut self, i: u16) {
+        self.0[usize::from(i) / 64] |= 1 << (i % 64);
+    }
+
+    /// The regexes in both sets, plus those in `extra`.
+    fn both_or(self, other: Candidates, extra: Candidates) -> Candidates {
+        let mut out = Candidates::default();
+        for (w, o) in out.0.iter_mut().enumerate() {
+            *o = (self.0[w] & other.0[w]) | extra.0[w];
+        }
+        out
+    }
+
+    fn iter(self) -> impl Iterator<Item = usize> {
+        self.0.into_iter().enumerate().flat_map(|(w, mut bits)| {
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    w * 64 + b
+                })
+            })
+        })
+    }
 }
 
 impl TargetMatcher {
     /// Calls `hit` with the index of every rule matching `haystack` (a rule may be reported
-    /// more than once). Allocates only when a regex matches.
+    /// more than once): the literal entries in the order the automaton finds them, then the
+    /// regex entries in list order. Allocates nothing.
     fn scan(&self, haystack: &[u8], mut hit: impl FnMut(u32)) {
-        if let Some(ac) = &self.literals {
-            for m in ac.find_overlapping_iter(haystack) {
-                if let Some(&rule) = self.literal_rules.get(m.pattern().as_usize()) {
-                    hit(rule);
-                }
+        let Some(gate) = &self.gate else {
+            return self.scan_reference(haystack, hit);
+        };
+        let candidates = match gate.candidates(haystack) {
+            Some(candidates) => {
+                self.scan_literals(haystack, &mut hit);
+                candidates
+            }
+            // Nothing any entry needs: no literal entry matches, and only `always` can.
+            None => gate.always,
+        };
+        for i in candidates.iter() {
+            if self.regexes[i].is_match(haystack)
+                && let Some(&rule) = self.regex_rules.get(i)
+            {
+                hit(rule);
             }
         }
-        if let Some(set) = &self.regexes
+    }
+
+    /// [`TargetMatcher::scan`] without the gate: every literal entry through the
+    /// Aho-Corasick automaton and every regex entry through one `RegexSet`, as the detectors
+    /// matched before the gate. Kept as the oracle the gated path is tested against.
+    fn scan_reference(&self, haystack: &[u8], mut hit: impl FnMut(u32)) {
+        self.scan_literals(haystack, &mut hit);
+        let set = self.reference.get_or_init(|| {
+            (!self.regex_sources.is_empty())
+                .then(|| regex_set(&self.regex_sources).expect("compiled once already, when built"))
+        });
+        if let Some(set) = set
             && set.is_match(haystack)
         {
             for i in set.matches(haystack).iter() {
@@ -119,7 +237,99 @@ impl TargetMatcher {
             }
         }
     }
+
+    fn scan_literals(&self, haystack: &[u8], hit: &mut impl FnMut(u32)) {
+        if let Some(ac) = &self.literals {
+            for m in ac.find_overlapping_iter(haystack) {
+                if let Some(&rule) = self.literal_rules.get(m.pattern().as_usize()) {
+                    hit(rule);
+                }
+            }
+        }
+    }
+
+    /// Builds the gate for this target's entries, or `None` when there are too many regexes
+    /// to track (then every text takes the reference path).
+    fn build_gate(
+        literals: &[(&str, u32)],
+        regexes: &[(&str, u32)],
+    ) -> Result<Option<Gate>, DetectError> {
+        if regexes.len() > Candidates::CAPACITY {
+            return Ok(None);
+        }
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut satisfies: Vec<Vec<(u16, u8)>> = Vec::new();
+        let mut primary: Vec<Vec<u8>> = Vec::new();
+        for (lit, _) in literals {
+            patterns.push(lit.as_bytes().to_vec());
+            satisfies.push(Vec::new());
+            primary.push(lit.as_bytes().to_vec());
+        }
+        let mut single = Candidates::default();
+        let mut always = Candidates::default();
+        for (i, (source, _)) in regexes.iter().enumerate() {
+            let i =
+                u16::try_from(i).map_err(|_| DetectError::Compile("too many regexes".into()))?;
+            let hir = prefilter::parse(source).map_err(DetectError::Compile)?;
+            let requirements = prefilter::requirements(&hir);
+            match requirements.len() {
+                0 => always.insert(i),
+                1 => single.insert(i),
+                _ => {}
+            }
+            for (r, set) in (0u8..).zip(requirements) {
+                if r == 0 {
+                    primary.extend(set.iter().cloned());
+                }
+                for lit in set {
+                    match patterns.iter().position(|p| p.eq_ignore_ascii_case(&lit)) {
+                        Some(at) => satisfies[at].push((i, r)),
+                        None => {
+                            patterns.push(lit);
+                            satisfies.push(vec![(i, r)]);
+                        }
+                    }
+                }
+            }
+        }
+        // `primary` runs on every text, so it is a full DFA (one table step per byte); the
+        // larger `automaton` runs only on texts `primary` flagged, and stays compact.
+        let build = |patterns: &[Vec<u8>], kind: Option<AhoCorasickKind>| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(kind)
+                .build(patterns)
+                .map_err(|e| DetectError::Compile(e.to_string()))
+        };
+        Ok(Some(Gate {
+            primary: build(&primary, Some(AhoCorasickKind::DFA))?,
+            automaton: build(&patterns, None)?,
+            satisfies,
+            single,
+            always,
+        }))
+    }
 }
+
+fn regex_set(sources: &[&str]) -> Result<RegexSet, regex::Error> {
+    RegexSetBuilder::new(sources)
+        .case_insensitive(true)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+fn regex(source: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(source)
+        .case_insensitive(true)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// Compiled-size limit of one regex, and of the reference set of all of a target's regexes.
+const REGEX_SIZE_LIMIT: usize = 64 << 20;
 
 /// All pattern lists, compiled.
 #[derive(Debug)]
@@ -207,16 +417,14 @@ impl PatternSet {
                 m.literal_rules = lits.iter().map(|(_, i)| *i).collect();
             }
             let res = &regexes[t];
-            if !res.is_empty() {
-                let set = RegexSetBuilder::new(res.iter().map(|(p, _)| p))
-                    .case_insensitive(true)
-                    .unicode(false)
-                    .size_limit(64 << 20)
-                    .build()
-                    .map_err(|e| DetectError::Compile(e.to_string()))?;
-                m.regexes = Some(set);
-                m.regex_rules = res.iter().map(|(_, i)| *i).collect();
-            }
+            m.regexes = res
+                .iter()
+                .map(|(p, _)| regex(p))
+                .collect::<Result<_, _>>()
+                .map_err(|e| DetectError::Compile(e.to_string()))?;
+            m.regex_rules = res.iter().map(|(_, i)| *i).collect();
+            m.regex_sources = res.iter().map(|(p, _)| *p).collect();
+            m.gate = TargetMatcher::build_gate(lits, res)?;
         }
         Ok(PatternSet { rules, matchers })
     }
@@ -224,6 +432,20 @@ impl PatternSet {
     /// Scans `haystack` as `target`, calling `hit` with each matching rule.
     pub(crate) fn scan(&self, target: Target, haystack: &[u8], mut hit: impl FnMut(&Rule)) {
         self.matchers[target as usize].scan(haystack, |i| {
+            if let Some(rule) = self.rules.get(i as usize) {
+                hit(rule);
+            }
+        });
+    }
+
+    /// [`PatternSet::scan`] without the prefilter gate: the oracle for differential tests.
+    pub(crate) fn scan_reference(
+        &self,
+        target: Target,
+        haystack: &[u8],
+        mut hit: impl FnMut(&Rule),
+    ) {
+        self.matchers[target as usize].scan_reference(haystack, |i| {
             if let Some(rule) = self.rules.get(i as usize) {
                 hit(rule);
             }
@@ -245,6 +467,10 @@ fn rest_after_fields(line: &str, n: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::string::bytes_regex_parsed;
+    use proptest::test_runner::TestRunner;
+    use regex_syntax::hir::{Hir, HirKind, Repetition};
 
     #[test]
     fn builtin_lists_compile() {
@@ -269,6 +495,119 @@ mod tests {
         assert!(e.to_string().contains("u.txt:1"), "{e}");
         let e = PatternSet::compile(&[("v.txt", "sqli.x body strong lit a\n")]).unwrap_err();
         assert!(e.to_string().contains("unknown target"), "{e}");
+    }
+
+    /// `hir` with every look-around (`^`, `$`, `\b`) replaced by the empty regex. Its
+    /// language contains the original's, and the prefilter treats look-arounds as empty, so
+    /// every string it generates must still meet the regex's requirements.
+    fn without_looks(hir: &Hir) -> Hir {
+        match hir.kind() {
+            HirKind::Look(_) => Hir::empty(),
+            HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) => hir.clone(),
+            HirKind::Capture(c) => without_looks(&c.sub),
+            HirKind::Repetition(r) => Hir::repetition(Repetition {
+                sub: Box::new(without_looks(&r.sub)),
+                ..r.clone()
+            }),
+            HirKind::Concat(hs) => Hir::concat(hs.iter().map(without_looks).collect()),
+            HirKind::Alternation(hs) => Hir::alternation(hs.iter().map(without_looks).collect()),
+        }
+    }
+
+    /// Soundness of the gate: for every regex entry of every target, texts generated from the
+    /// regex (mixed case, with random text around them) always name it a candidate.
+    #[test]
+    fn gate_lets_every_match_through() {
+        let set = PatternSet::compile(BUILTIN).expect("builtin patterns compile");
+        // A runner counts successes across runs, so each regex gets a fresh one.
+        let runner = || {
+            TestRunner::new(ProptestConfig {
+                cases: 96,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })
+        };
+        let mut checked = 0;
+        for matcher in &set.matchers {
+            let gate = matcher
+                .gate
+                .as_ref()
+                .expect("every built-in target is gated");
+            for (i, source) in matcher.regex_sources.iter().enumerate() {
+                let hir = without_looks(&prefilter::parse(source).expect("parses"));
+                let texts = (
+                    proptest::collection::vec(any::<u8>(), 0..12),
+                    bytes_regex_parsed(&hir).expect("generator for the regex"),
+                    proptest::collection::vec(any::<u8>(), 0..12),
+                );
+                runner()
+                    .run(&texts, |(before, core, after)| {
+                        let text = [before, core, after].concat();
+                        let candidates = gate.candidates(&text).unwrap_or(gate.always);
+                        prop_assert!(
+                            candidates.iter().any(|c| c == i),
+                            "{source} not a candidate for {:?}",
+                            String::from_utf8_lossy(&text)
+                        );
+                        Ok(())
+                    })
+                    .unwrap_or_else(|e| panic!("{e}"));
+                checked += 1;
+            }
+        }
+        assert!(checked > 150, "{checked} regexes checked");
+    }
+
+    /// The gated scan and the reference scan report the same rules in the same order, on
+    /// matching and on non-matching texts (and on texts that meet only some requirements).
+    #[test]
+    fn gated_scan_equals_reference_scan() {
+        let set = PatternSet::compile(BUILTIN).expect("builtin patterns compile");
+        // A runner counts successes across runs, so each regex gets a fresh one.
+        let runner = || {
+            TestRunner::new(ProptestConfig {
+                cases: 24,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })
+        };
+        for (t, matcher) in set.matchers.iter().enumerate() {
+            for source in &matcher.regex_sources {
+                let hir = without_looks(&prefilter::parse(source).expect("parses"));
+                let texts = (
+                    "[a-z0-9 /._-]{0,10}",
+                    bytes_regex_parsed(&hir).expect("generator for the regex"),
+                    "[a-z0-9 /.?=&_-]{0,10}",
+                );
+                runner()
+                    .run(&texts, |(before, core, after)| {
+                        let text = [before.as_bytes(), &core, after.as_bytes()].concat();
+                        // the whole text, and with its first and last bytes cut off
+                        for part in [
+                            &text[..],
+                            &text[text.len().min(1)..],
+                            &text[..text.len() / 2],
+                        ] {
+                            let (mut gated, mut reference) = (Vec::new(), Vec::new());
+                            matcher.scan(part, |r| gated.push(r));
+                            matcher.scan_reference(part, |r| reference.push(r));
+                            prop_assert_eq!(&gated, &reference, "target {}, {:?}", t, part);
+                        }
+                        Ok(())
+                    })
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+
+    /// Every built-in regex has a literal requirement, so a clean text runs no regex at all.
+    #[test]
+    fn every_builtin_regex_is_gated() {
+        let set = PatternSet::compile(BUILTIN).expect("builtin patterns compile");
+        for matcher in &set.matchers {
+            let gate = matcher.gate.as_ref().expect("gated");
+            assert_eq!(gate.always.iter().count(), 0, "{:?}", matcher.regex_sources);
+        }
     }
 
     #[test]
