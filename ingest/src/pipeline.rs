@@ -174,7 +174,9 @@ impl LineSplitter {
         let truncated = self.line_len > self.max_line as u64;
         let s = chunk.data.len();
         chunk.data.extend_from_slice(&self.buf);
-        if !truncated && chunk.data.last() == Some(&b'\r') {
+        // Only this line's own `\r`: an empty line must not take the previous line's last
+        // byte (found by `fuzz/`: `a\r\r\n\n` gave a span ending before it started).
+        if !truncated && self.buf.last() == Some(&b'\r') {
             chunk.data.pop();
         }
         chunk.lines.push(LineSpan {
@@ -569,4 +571,26 @@ async fn flush(
     };
     dead.clear();
     out.send(batch).await.map_err(|_| IngestError::Closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzz/): a line ending in `\r\r` followed by an empty line.
+    #[test]
+    fn empty_line_after_carriage_returns_keeps_spans_in_order() {
+        let mut chunk = LineChunk::new("t".into(), 1);
+        let mut s = LineSplitter::new(0, 1024);
+        s.push(b"a\r\r\n\n\r\nb\r\n", &mut chunk);
+        s.finish(&mut chunk);
+        let lines: Vec<&[u8]> = chunk
+            .lines
+            .iter()
+            .map(|l| &chunk.data[l.start..l.end])
+            .collect();
+        assert_eq!(lines, [&b"a\r"[..], b"", b"", b"b"]);
+        let positions: Vec<u64> = chunk.lines.iter().map(|l| l.position).collect();
+        assert_eq!(positions, [0, 4, 5, 7]);
+    }
 }

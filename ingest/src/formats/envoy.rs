@@ -23,15 +23,19 @@ pub struct Envoy;
 const DEFAULT_FIELDS: usize = 13;
 const ISTIO_FIELDS: usize = 22;
 
+/// A duration in milliseconds; `-` is absent. Envoy writes neither negative nor non-finite
+/// durations, and the events table must not hold them (found by `fuzz/`: `-1`, `NaN`, `inf`
+/// parsed as numbers).
 fn millis(s: &str, what: &str) -> Result<Option<f64>, ParseError> {
     match present(s) {
         None => Ok(None),
-        Some(t) => t.parse::<f64>().map(Some).map_err(|_| {
-            ParseError::new(
+        Some(t) => match t.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+            _ => Err(ParseError::new(
                 ParseErrorKind::BadNumber,
                 format!("{what} `{}` is not milliseconds", clip(t)),
-            )
-        }),
+            )),
+        },
     }
 }
 
@@ -115,5 +119,29 @@ mod tests {
             parse_line("[x] \"GET / HTTP/1.1\"").unwrap_err().kind,
             ParseErrorKind::Malformed
         );
+    }
+
+    /// Regression (fuzz/ `parse_envoy`): a negative or non-finite duration is a bad number,
+    /// never a latency.
+    #[test]
+    fn negative_and_non_finite_durations_are_rejected() {
+        let line = |d: &str, up: &str| {
+            format!(
+                r#"[2026-11-24T10:00:03.008Z] "GET /low HTTP/1.1" 200 - 0 0 {d} {up} "-" "-" "e0" "api.example.com" "-""#
+            )
+        };
+        for (d, up) in [
+            ("-0001", "-"),
+            ("NaN", "-"),
+            ("inf", "-"),
+            ("1e999", "-"),
+            ("5", "-2"),
+        ] {
+            let err = parse_line(&line(d, up)).unwrap_err();
+            assert_eq!(err.kind, ParseErrorKind::BadNumber, "{d} {up}");
+        }
+        let ok = line("0", "-");
+        let r = parse_line(&ok).unwrap();
+        assert_eq!((r.latency_ms, r.upstream_latency_ms), (Some(0.0), None));
     }
 }
