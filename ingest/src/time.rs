@@ -167,8 +167,13 @@ pub fn parse_clf(s: &str) -> Option<i64> {
     Some(us - offset(zone)? * 1_000_000)
 }
 
+/// The last instant the events table holds: 9999-12-31T23:59:59.999999Z, in microseconds.
+/// Later ones cannot be written as RFC 3339 (found by `fuzz/`: a 90-digit "epoch" saturated
+/// to `i64::MAX`, which Arrow's JSON writer cannot format).
+pub const MAX_US: i64 = 253_402_300_799_999_999;
+
 /// An epoch number whose unit is told by its magnitude: seconds (< 10^11, i.e. before the year
-/// 5138), milliseconds, microseconds or nanoseconds.
+/// 5138), milliseconds, microseconds or nanoseconds; `None` past [`MAX_US`].
 pub fn from_epoch_auto(v: f64) -> Option<i64> {
     if !v.is_finite() || v < 0.0 {
         return None;
@@ -182,7 +187,8 @@ pub fn from_epoch_auto(v: f64) -> Option<i64> {
     } else {
         v / 1e3
     };
-    Some(us.round() as i64)
+    let us = us.round();
+    (us <= MAX_US as f64).then_some(us as i64)
 }
 
 /// Any of the above: RFC 3339, CLF, or an epoch number written as a string.
@@ -226,6 +232,15 @@ mod tests {
     use super::*;
 
     const T0: i64 = 1_795_478_400_000_000; // 2026-11-24T00:00:00Z
+
+    #[test]
+    fn epochs_past_year_9999_are_not_timestamps() {
+        assert_eq!(parse_any(&"4".repeat(90)), None);
+        assert_eq!(from_epoch_auto(1e30), None);
+        // the largest nanosecond epochs are still timestamps
+        assert_eq!(from_epoch_auto(9.0e18), Some(9_000_000_000_000_000));
+        assert!(rfc3339_us(MAX_US).starts_with("9999-12-31T23:59:59"));
+    }
 
     #[test]
     fn rfc3339_variants() {
