@@ -137,29 +137,9 @@ fn read_topic(
     (latest, records)
 }
 
-/// The offsets `group` has committed on [`LOGS`], summed over its partitions (one line a
-/// record, so: the lines the engine has acknowledged).
+/// The lines the engine has acknowledged on [`LOGS`] (0 while the broker does not say).
 fn committed(brokers: &str, group: &str) -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..LOG_PARTITIONS {
-        tpl.add_partition(LOGS, p);
-    }
-    c.committed_offsets(tpl, Duration::from_secs(5))
-        .map(|t| {
-            t.elements()
-                .iter()
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => o,
-                    _ => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+    support::committed_offsets(brokers, group, LOGS, LOG_PARTITIONS).unwrap_or(0)
 }
 
 /// The rows of `query` run by the engine listening on `port` (`None` while it cannot answer).

@@ -62,30 +62,6 @@ fn produce(brokers: &str, range: std::ops::Range<usize>) {
     });
 }
 
-/// The group's committed offsets summed over the topic's partitions.
-fn committed_total(brokers: &str, partitions: i32) -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", GROUP)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(TOPIC, p);
-    }
-    match c.committed_offsets(tpl, Duration::from_secs(10)) {
-        Ok(t) => t
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            })
-            .sum(),
-        Err(_) => -1,
-    }
-}
-
 /// Every record of the dead-letter topic, read by assignment from the beginning.
 fn dead_letters(brokers: &str) -> Vec<serde_json::Value> {
     let c: BaseConsumer = ClientConfig::new()
@@ -158,7 +134,7 @@ fn consumes_commits_and_resumes_after_restart() {
         read_ndjson(&events1).len() >= 270
     });
     wait_until(60, "offsets committed", || {
-        committed_total(&broker.brokers, 2) == 300
+        support::committed_offsets(&broker.brokers, GROUP, TOPIC, 2) == Some(300)
     });
     vigil.stop();
 
@@ -181,7 +157,7 @@ fn consumes_commits_and_resumes_after_restart() {
         read_ndjson(&events2).len() >= 90
     });
     wait_until(60, "offsets committed", || {
-        committed_total(&broker.brokers, 2) == 400
+        support::committed_offsets(&broker.brokers, GROUP, TOPIC, 2) == Some(400)
     });
     // Give a re-read (the failure this test is about) the time to show up.
     std::thread::sleep(Duration::from_secs(2));

@@ -345,3 +345,29 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[start + size + 2..];
     }
 }
+
+/// The offsets `group` has committed on `topic`'s partitions `0..partitions`, summed (one
+/// record a line: the lines the engine has acknowledged); `None` when the broker does not say.
+pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Option<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .ok()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let t = c.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+    Some(
+        t.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum(),
+    )
+}
