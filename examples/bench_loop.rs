@@ -418,11 +418,9 @@ fn nginx_now() -> String {
     )
 }
 
-/// Requests with SQL injection per trial. The built-in `exploit_attempts` rule blocks an IP at
-/// `strong_evidence_10m >= 2`, but that count is decayed: a line whose (whole-second) NGINX
-/// timestamp is behind the subject's newest event (the proxy's own access events of the polls,
-/// with microseconds) counts a little less than 1, so two such lines can sum to 1.99 and
-/// never fire. A third keeps the trial about the pipeline's speed, not that rounding.
+/// Requests with SQL injection per trial: the built-in `exploit_attempts` rule blocks an IP
+/// past 1.5 recent strong-evidence requests (a decayed count: two lines a second apart make
+/// 1.998). A third line keeps the trial about the pipeline's speed, not the threshold.
 const ATTACK_LINES: usize = 3;
 
 /// A request from `ip` carrying SQL injection in its query: strong evidence (`sqli`).

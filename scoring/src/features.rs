@@ -3,7 +3,9 @@
 //! Every event updates the state of each of its subjects (identity, session, client IP, API
 //! key, device). A subject's state is a fixed-size struct (see [`SubjectState`]): windowed counts are
 //! exponentially decayed sums with the window as time constant (a steady rate `r` gives
-//! `r * window`, like a sliding count, and old activity fades instead of dropping off a cliff);
+//! `r * window`, like a sliding count, and old activity fades instead of dropping off a cliff:
+//! an event of age `a` counts `exp(-a / window)`, so two events a second apart make 1.998 in a
+//! 10-minute window, and a rule on a few events sets its threshold between integers, `> 1.5`);
 //! distinct counts are small linear-counting sketches over the last half-to-whole window.
 //! Event time drives everything; events later than `allowed_lateness_secs` behind the newest
 //! event are counted and ignored.

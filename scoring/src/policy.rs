@@ -137,6 +137,9 @@ fn precedence(origin: &str) -> u8 {
 #[derive(Debug, Clone, Copy)]
 struct History {
     action: Action,
+    /// When the last decision was issued: the next one is issued later, whatever the event
+    /// time says (see [`Policy::decide`]).
+    issued_us: i64,
     expires_us: i64,
     offences: u32,
     first_offence_us: i64,
@@ -320,6 +323,18 @@ impl Policy {
             ttl_secs = (ttl_secs << doublings).min(self.cfg.max_ttl_secs);
         }
         let recorded = if shadow { Action::Monitor } else { action };
+        // A weaker decision never replaces a stricter one in force (enforcement points keep a
+        // subject's newest decision): it waits for that one to expire.
+        if let Some(h) = prior
+            && h.action > recorded
+            && h.expires_us > t_us
+        {
+            return None;
+        }
+        // Event time is not monotonic across one subject's events (sources with whole-second
+        // timestamps beside the proxy's microseconds, late lines), but enforcement points keep
+        // the decision with the newest `issued_at`: each decision is issued after the last.
+        let t_us = prior.map_or(t_us, |h| t_us.max(h.issued_us + 1));
         if self.history.len() >= self.cfg.max_history && prior.is_none() {
             let now = t_us;
             self.history.retain(|_, h| h.expires_us > now);
@@ -332,6 +347,7 @@ impl Policy {
             key,
             History {
                 action: recorded,
+                issued_us: t_us,
                 expires_us,
                 offences,
                 first_offence_us: match prior {
@@ -588,6 +604,60 @@ mode = "monitor"
             .unwrap();
         assert_eq!(d.action, Action::Monitor);
         assert_eq!(d.reasons.last().map(String::as_str), Some("would:throttle"));
+    }
+
+    #[test]
+    fn a_weaker_decision_never_replaces_a_stricter_one_and_issue_times_only_grow() {
+        let set = rules();
+        let hard: Vec<&CompiledRule> = set.rules.iter().filter(|r| r.spec.id == "hard").collect();
+        let mut p = Policy::new(PolicyConfig::default()).unwrap();
+        // A monitor-mode model signal about a subject, at a microsecond event time ...
+        let m = p
+            .decide(
+                SubjectKind::Ip,
+                "6.6.6.6",
+                10 * MIN + 123,
+                &[],
+                &[signal(Some(Action::Throttle), false)],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(m.action, Action::Monitor);
+        // ... then a throttle from lines logged with an earlier (whole-second) time: issued
+        // after the monitor decision, so an enforcement point keeping the newest takes it.
+        let t = p
+            .decide(SubjectKind::Ip, "6.6.6.6", 10 * MIN, &hard, &[], &[])
+            .unwrap();
+        assert_eq!(t.action, Action::Throttle);
+        assert!(t.issued_at > m.issued_at, "{t:?} after {m:?}");
+        assert_eq!(t.expires_at.0 - t.issued_at.0, 10 * MIN);
+        // While the throttle lasts, a weaker signal (the monitor again, even near its end)
+        // issues nothing; once it has expired, the weaker decision is issued.
+        for at in [11 * MIN, 19 * MIN] {
+            assert!(
+                p.decide(
+                    SubjectKind::Ip,
+                    "6.6.6.6",
+                    at,
+                    &[],
+                    &[signal(Some(Action::Throttle), false)],
+                    &[]
+                )
+                .is_none(),
+                "at {at}"
+            );
+        }
+        let later = p
+            .decide(
+                SubjectKind::Ip,
+                "6.6.6.6",
+                21 * MIN,
+                &[],
+                &[signal(Some(Action::Throttle), false)],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(later.action, Action::Monitor);
     }
 
     fn list(name: &'static str, weight: f64, action: Option<Action>) -> ListSignal<'static> {
