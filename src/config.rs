@@ -49,6 +49,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// OpenTelemetry export (OTLP/HTTP).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Which stages this process runs: all in one (default), or one of the scale-out roles.
+    pub scale: ScaleConfig,
 }
 
 impl Default for Config {
@@ -66,7 +68,100 @@ impl Default for Config {
             store: StoreSettings::default(),
             api: ApiConfig::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            scale: ScaleConfig::default(),
         }
+    }
+}
+
+/// The stages a `vigil run` process runs (DESIGN.md, "Scale-out").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleRole {
+    /// Sources, parsing, scoring, decisions and the store in one process (default).
+    #[default]
+    All,
+    /// Sources and parsing only: every event goes to `scale.events_topic`, once per subject,
+    /// keyed by it.
+    Parse,
+    /// Scoring, decisions and the store only, as a member of `scale.group_id` on
+    /// `scale.events_topic`: each instance owns whole partitions, so each subject's state.
+    Score,
+}
+
+/// `[scale]`: running the pipeline as separate parse and score processes over Kafka.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScaleConfig {
+    /// `all` (default), `parse` or `score`.
+    pub role: ScaleRole,
+    /// The topic between the roles: events keyed `kind:id`, one record per subject of an event.
+    /// It and `kafka.decisions_topic` need the same partition count (a subject's decisions
+    /// then live in the partition number of its events). Default `vigil.events`.
+    pub events_topic: String,
+    /// The `score` role's consumer group. Default `vigil-scoring`.
+    pub group_id: String,
+    /// On taking over a partition, the `score` role reads again the events of this many seconds
+    /// (by record time) before the group's committed offset, to rebuild its subjects' state
+    /// before deciding on them. Default 3600 (the longest feature window).
+    pub rebuild_secs: u64,
+    /// The `score` role's batches: most events in one. Default 4096.
+    pub batch_max_events: usize,
+    /// The `score` role's batches: longest an event waits for its batch to fill. Default 20 ms.
+    pub batch_max_delay_ms: u64,
+    /// Extra librdkafka settings for the `score` role's consumer, e.g. `"session.timeout.ms"`.
+    pub consumer_options: BTreeMap<String, String>,
+}
+
+impl Default for ScaleConfig {
+    fn default() -> Self {
+        Self {
+            role: ScaleRole::All,
+            events_topic: "vigil.events".into(),
+            group_id: "vigil-scoring".into(),
+            rebuild_secs: 3600,
+            batch_max_events: 4096,
+            batch_max_delay_ms: 20,
+            consumer_options: BTreeMap::new(),
+        }
+    }
+}
+
+impl ScaleConfig {
+    fn validate(&self, cfg: &Config) -> Result<()> {
+        if self.role == ScaleRole::All {
+            return Ok(());
+        }
+        let role = match self.role {
+            ScaleRole::Parse => "parse",
+            _ => "score",
+        };
+        if cfg.kafka.is_none() {
+            bail!("invalid config at `scale.role`: `{role}` needs a `[kafka]` section");
+        }
+        if self.events_topic.trim().is_empty() {
+            bail!("invalid config at `scale.events_topic`: must not be empty");
+        }
+        match self.role {
+            ScaleRole::Parse if cfg.sources.is_empty() => {
+                bail!("invalid config at `scale.role`: `parse` needs at least one `[sources.NAME]`")
+            }
+            ScaleRole::Score if !cfg.sources.is_empty() => bail!(
+                "invalid config at `sources`: the `score` role reads `scale.events_topic`; sources belong to the `parse` role"
+            ),
+            ScaleRole::Score if cfg.proxy.is_some() => bail!(
+                "invalid config at `proxy`: run the proxy beside a `parse` or `all` process, or as `vigil proxy`"
+            ),
+            _ => {}
+        }
+        if self.group_id.trim().is_empty() {
+            bail!("invalid config at `scale.group_id`: must not be empty");
+        }
+        if self.batch_max_events == 0 || self.batch_max_delay_ms == 0 {
+            bail!(
+                "invalid config at `scale.batch_max_events`/`scale.batch_max_delay_ms`: must be at least 1"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -379,6 +474,7 @@ impl Config {
         vigil_scoring::Scorer::new(&self.scoring).map_err(|e| anyhow::anyhow!("{e}"))?;
         self.api.resolve_tokens()?;
         self.telemetry.validate()?;
+        self.scale.validate(self)?;
         if self.store.compact_min_files < 2 {
             bail!("invalid config at `store.compact_min_files`: must be at least 2");
         }
@@ -470,6 +566,31 @@ mod tests {
         );
         let e = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
         assert!(e.to_string().contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn scale_roles_need_what_they_run_on() {
+        let kafka = "[kafka]\nbrokers = \"127.0.0.1:9092\"\n";
+        let source = "[sources.gw]\ntype = \"kafka\"\nformat = \"nginx\"\ntopics = [\"logs\"]\n";
+        let e = parse("[scale]\nrole = \"score\"\n").unwrap_err();
+        assert!(e.to_string().contains("`score` needs a `[kafka]`"), "{e}");
+        let e = parse(&format!("{kafka}[scale]\nrole = \"parse\"\n")).unwrap_err();
+        assert!(e.to_string().contains("`parse` needs at least one"), "{e}");
+        let e = parse(&format!("{kafka}{source}[scale]\nrole = \"score\"\n")).unwrap_err();
+        assert!(e.to_string().contains("`sources`"), "{e}");
+        let e = parse(&format!("{kafka}[scale]\nrole = \"scorer\"\n")).unwrap_err();
+        assert!(e.to_string().contains("scorer"), "{e}");
+        let c = parse(&format!("{kafka}{source}[scale]\nrole = \"parse\"\n")).unwrap();
+        assert_eq!(
+            (c.scale.role, c.scale.events_topic.as_str()),
+            (ScaleRole::Parse, "vigil.events")
+        );
+        let c = parse(&format!(
+            "{kafka}[scale]\nrole = \"score\"\nrebuild_secs = 60\n"
+        ))
+        .unwrap();
+        assert_eq!((c.scale.role, c.scale.rebuild_secs), (ScaleRole::Score, 60));
+        assert_eq!(parse("").unwrap().scale.role, ScaleRole::All);
     }
 
     #[test]

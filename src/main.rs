@@ -13,6 +13,7 @@ mod proxy_events;
 mod remote;
 mod replay;
 mod run;
+mod scale;
 mod simulate;
 mod telemetry;
 

@@ -7,8 +7,9 @@
 use crate::api::Api;
 use crate::api::auth::Tokens;
 use crate::api::sql::SqlService;
-use crate::config::{Config, DeadLetterType};
+use crate::config::{Config, DeadLetterType, ScaleRole};
 use crate::decisions::{ACTIONS, DecisionPublisher, DecisionSink};
+use crate::scale::{EventPublisher, ScaleStats, Scoring};
 use crate::telemetry::Telemetry;
 use anyhow::{Context, Result};
 use axum::Router;
@@ -52,6 +53,8 @@ pub struct Engine {
     reputation_feeds: vigil_scoring::reputation::Feeds,
     sources: Vec<(String, &'static str, Arc<IngestStats>)>,
     batches: AtomicU64,
+    /// The scale-out role's counters (`[scale] role` other than `all`).
+    scale: Option<(ScaleRole, Arc<ScaleStats>)>,
 }
 
 async fn healthz() -> &'static str {
@@ -124,6 +127,50 @@ fn render_metrics(e: &Engine) -> String {
             e.decisions.issued(a)
         );
     }
+    if let Some((role, st)) = &e.scale {
+        let role = match role {
+            ScaleRole::Parse => "parse",
+            _ => "score",
+        };
+        for (name, help, v) in [
+            (
+                "vigil_scale_events_published_total",
+                "Records produced to the events topic (parse role), one per subject of an event.",
+                &st.published,
+            ),
+            (
+                "vigil_scale_events_consumed_total",
+                "Records consumed from the events topic (score role), replayed ones included.",
+                &st.consumed,
+            ),
+            (
+                "vigil_scale_events_replayed_total",
+                "Records read again to rebuild subject state after taking over a partition.",
+                &st.replayed,
+            ),
+            (
+                "vigil_scale_takeovers_total",
+                "Partitions of the events topic this instance took over.",
+                &st.takeovers,
+            ),
+            (
+                "vigil_scale_decisions_read_back_total",
+                "Published decisions read back from the decisions topic on takeovers.",
+                &st.decisions_read_back,
+            ),
+            (
+                "vigil_scale_bad_records_total",
+                "Records of the events topic that were not an event (dead-lettered).",
+                &st.bad_records,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{role=\"{role}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "# HELP vigil_decisions_revoked_total Decisions revoked by hand.\n# TYPE vigil_decisions_revoked_total counter\nvigil_decisions_revoked_total {}",
@@ -185,8 +232,10 @@ pub async fn run_until(
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
-    // Then the store: sources acknowledge only what it has written.
-    let store = if cfg.store.enabled {
+    // Then the store: sources acknowledge only what it has written. The `parse` role keeps
+    // none: its events are stored by the `score` role.
+    let role = cfg.scale.role;
+    let store = if cfg.store.enabled && role != ScaleRole::Parse {
         let store = Store::open(cfg.store.store_config(&cfg.data_dir), table_specs())
             .context("cannot open the store (store.dir)")?;
         Some(store)
@@ -251,6 +300,15 @@ pub async fn run_until(
     };
     drop(out_tx);
 
+    let scale_stats = Arc::new(ScaleStats::default());
+    let events_publisher = match (role, &cfg.kafka) {
+        (ScaleRole::Parse, Some(k)) => Some(EventPublisher::new(
+            &k.settings(),
+            &cfg.scale.events_topic,
+            scale_stats.clone(),
+        )?),
+        _ => None,
+    };
     let publisher = match &cfg.kafka {
         Some(k) => Some(DecisionPublisher::new(&k.settings(), &k.decisions_topic)?),
         None => None,
@@ -312,6 +370,7 @@ pub async fn run_until(
         reputation_feeds,
         sources,
         batches: AtomicU64::new(0),
+        scale: (role != ScaleRole::All).then(|| (role, scale_stats.clone())),
     });
     let mut app = Router::new()
         .route("/healthz", get(healthz))
@@ -352,46 +411,73 @@ pub async fn run_until(
     let consumer_engine = engine.clone();
     let consumer_store = store.clone();
     let consumer_telemetry = telemetry.clone();
-    let consumer = tokio::spawn(async move {
-        while let Some(batch) = out_rx.recv().await {
-            let started_us = vigil_ingest::pipeline::now_us();
-            if let Some(w) = writer.as_mut() {
-                vigil_ingest::event::write_ndjson(&mut *w, &batch.events)?;
-                w.flush()?;
-            }
-            let rows = batch.events.num_rows();
-            // Scoring is CPU work on this task's thread; the runtime moves other tasks away.
-            let out = tokio::task::block_in_place(|| {
-                scorer
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .score_batch(&batch.events)
-            })?;
-            sink.issue(&out.decisions).await?;
-            consumer_engine.batches.fetch_add(1, Ordering::Relaxed);
-            match &consumer_store {
-                Some(store) => {
-                    if let Some(scores) = out.scores.filter(|s| s.num_rows() > 0) {
-                        store.append("scores", scores, None)?;
-                    }
-                    let events = batch.events.clone();
-                    let ack = batch.deferred_ack();
-                    store.append("events", events, Some(Box::new(move || ack.done())))?;
+    let consumer = if role == ScaleRole::Score {
+        // no sources here: the events come from the `parse` role through the events topic
+        drop(out_rx);
+        let parts = Scoring {
+            scorer,
+            sink,
+            store: store.clone(),
+            dead_letters: dead_letters.clone(),
+            stats: scale_stats.clone(),
+        };
+        let cfg = cfg.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            crate::scale::score(&cfg, parts, stop.clone()).await?;
+            // scoring ends only with the engine: wait for the others to stop
+            stop.cancelled().await;
+            anyhow::Ok(())
+        })
+    } else {
+        tokio::spawn(async move {
+            while let Some(batch) = out_rx.recv().await {
+                if let Some(p) = &events_publisher {
+                    // the `parse` role: acknowledged once the broker has every record
+                    p.publish(&batch.events).await?;
+                    consumer_engine.batches.fetch_add(1, Ordering::Relaxed);
+                    batch.ack();
+                    continue;
                 }
-                None => batch.ack(),
+                let started_us = vigil_ingest::pipeline::now_us();
+                if let Some(w) = writer.as_mut() {
+                    vigil_ingest::event::write_ndjson(&mut *w, &batch.events)?;
+                    w.flush()?;
+                }
+                let rows = batch.events.num_rows();
+                // Scoring is CPU work on this task's thread; the runtime moves other tasks away.
+                let out = tokio::task::block_in_place(|| {
+                    scorer
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .score_batch(&batch.events)
+                })?;
+                sink.issue(&out.decisions).await?;
+                consumer_engine.batches.fetch_add(1, Ordering::Relaxed);
+                match &consumer_store {
+                    Some(store) => {
+                        if let Some(scores) = out.scores.filter(|s| s.num_rows() > 0) {
+                            store.append("scores", scores, None)?;
+                        }
+                        let events = batch.events.clone();
+                        let ack = batch.deferred_ack();
+                        store.append("events", events, Some(Box::new(move || ack.done())))?;
+                    }
+                    None => batch.ack(),
+                }
+                if let Some(t) = &consumer_telemetry {
+                    t.batch(
+                        started_us,
+                        vigil_ingest::pipeline::now_us(),
+                        rows,
+                        out.decisions.len(),
+                        false,
+                    );
+                }
             }
-            if let Some(t) = &consumer_telemetry {
-                t.batch(
-                    started_us,
-                    vigil_ingest::pipeline::now_us(),
-                    rows,
-                    out.decisions.len(),
-                    false,
-                );
-            }
-        }
-        anyhow::Ok(())
-    });
+            anyhow::Ok(())
+        })
+    };
     // The OTLP exporter: spans and the `/metrics` families, until shutdown (then once more).
     let telemetry_stop = CancellationToken::new();
     let _telemetry_stop_on_return = telemetry_stop.clone().drop_guard();

@@ -201,6 +201,34 @@ impl Policy {
         self.manual_allow.remove(subject).is_some()
     }
 
+    /// Learns a decision already published for its subject (by another instance that owned
+    /// the subject before, see the scale-out `score` role), so that this policy neither repeats
+    /// it nor weakens it. An older decision than the one it holds changes nothing.
+    pub fn remember(&mut self, d: &Decision) {
+        let key = (d.subject.kind, d.subject.id.clone());
+        let issued_us = d.issued_at.0;
+        match self.history.get_mut(&key) {
+            Some(h) if h.issued_us >= issued_us => {}
+            Some(h) => {
+                h.action = d.action;
+                h.issued_us = issued_us;
+                h.expires_us = d.expires_at.0;
+            }
+            None => {
+                self.history.insert(
+                    key,
+                    History {
+                        action: d.action,
+                        issued_us,
+                        expires_us: d.expires_at.0,
+                        offences: 1,
+                        first_offence_us: issued_us,
+                    },
+                );
+            }
+        }
+    }
+
     /// Forgets the subject's decision history (a manual revoke: the next offence starts over).
     pub fn forget(&mut self, subject: &Subject) {
         self.history.remove(&(subject.kind, subject.id.clone()));

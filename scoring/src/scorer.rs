@@ -320,6 +320,31 @@ impl Scorer {
 
     /// Scores one batch of events (the `events` schema).
     pub fn score_batch(&mut self, events: &RecordBatch) -> Result<ScoringOutput, ScoringError> {
+        self.score_partitioned(events, None, false)
+    }
+
+    /// Scores events that reach this scorer once per subject (the scale-out `score` role,
+    /// where `vigil.events` carries an event once for each of its subjects, keyed by it):
+    /// `kinds[i]` is the subject kind row `i` stands for (its position in [`KINDS`]), and only
+    /// that subject's state is updated from the row (the others' owners see their own copies).
+    /// `replay` rebuilds state from events read again after a partition moved here: they are
+    /// admitted whatever the watermark (a partition's events come in order, but behind the
+    /// other partitions'), and the caller keeps the decisions to itself.
+    pub fn score_partitioned(
+        &mut self,
+        events: &RecordBatch,
+        kinds: Option<&[u8]>,
+        replay: bool,
+    ) -> Result<ScoringOutput, ScoringError> {
+        if let Some(k) = kinds
+            && k.len() != events.num_rows()
+        {
+            return Err(ScoringError::Schema(format!(
+                "{} subject kinds for {} events",
+                k.len(),
+                events.num_rows()
+            )));
+        }
         self.rules.maybe_reload();
         self.reputation.maybe_reload();
         let c = Columns {
@@ -350,7 +375,7 @@ impl Scorer {
         let mut pending: HashMap<(u8, u64), i64> = HashMap::new();
         for i in 0..events.num_rows() {
             let t = c.ts.value(i);
-            if !self.store.admit(t) {
+            if !replay && !self.store.admit(t) {
                 continue;
             }
             self.events_scored += 1;
@@ -396,8 +421,12 @@ impl Scorer {
                 (3, text(c.api_key, i)),
                 (4, text(c.device, i)),
             ];
+            let only = kinds.map(|k| k[i]);
             for (k, id) in subjects {
                 let Some(id) = id else { continue };
+                if only.is_some_and(|o| o != k) {
+                    continue;
+                }
                 let kind = KINDS[usize::from(k)];
                 if let Some(e) = evidence {
                     self.evidence.insert((k, id.to_string()), e.to_string());
