@@ -732,7 +732,7 @@ impl Scoring {
             scorer
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .score_partitioned(&events, Some(&kinds), false)
+                .score_partitioned(&events, Some(&kinds), true)
         })?;
         sink.issue(&out.decisions).await?;
         let offsets: Vec<(i32, i64)> = offsets.into_iter().collect();

@@ -717,6 +717,12 @@ impl FeatureStore {
     }
 
     /// Whether an event at `t_us` is within the allowed lateness (and advances the watermark).
+    /// Advances the watermark to `t_us` whatever its lateness (rows whose order the caller
+    /// vouches for, see `Scorer::score_partitioned`).
+    pub fn advance(&mut self, t_us: i64) {
+        self.watermark_us = self.watermark_us.max(t_us);
+    }
+
     pub fn admit(&mut self, t_us: i64) -> bool {
         let late = self.cfg.allowed_lateness_secs as i64 * 1_000_000;
         if self.watermark_us != i64::MIN && t_us < self.watermark_us - late {

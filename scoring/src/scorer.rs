@@ -327,14 +327,15 @@ impl Scorer {
     /// where `vigil.events` carries an event once for each of its subjects, keyed by it):
     /// `kinds[i]` is the subject kind row `i` stands for (its position in [`KINDS`]), and only
     /// that subject's state is updated from the row (the others' owners see their own copies).
-    /// `replay` rebuilds state from events read again after a partition moved here: they are
-    /// admitted whatever the watermark (a partition's events come in order, but behind the
-    /// other partitions'), and the caller keeps the decisions to itself.
+    /// `in_order`: each subject's events come in order (one Kafka partition holds all of a
+    /// subject's), so no event is refused as late against the watermark, which the other
+    /// partitions' events drive: a partition read behind the others (a backlog, a takeover's
+    /// replay) is still counted, older events weighing less in the decayed windows.
     pub fn score_partitioned(
         &mut self,
         events: &RecordBatch,
         kinds: Option<&[u8]>,
-        replay: bool,
+        in_order: bool,
     ) -> Result<ScoringOutput, ScoringError> {
         if let Some(k) = kinds
             && k.len() != events.num_rows()
@@ -375,7 +376,9 @@ impl Scorer {
         let mut pending: HashMap<(u8, u64), i64> = HashMap::new();
         for i in 0..events.num_rows() {
             let t = c.ts.value(i);
-            if !replay && !self.store.admit(t) {
+            if in_order {
+                self.store.advance(t);
+            } else if !self.store.admit(t) {
                 continue;
             }
             self.events_scored += 1;
