@@ -430,6 +430,9 @@ pub async fn run_until(
             anyhow::Ok(())
         })
     } else {
+        // no sources and no proxy: the engine serves its store and API until stopped
+        let idle = cfg.sources.is_empty() && cfg.proxy.is_none();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
             while let Some(batch) = out_rx.recv().await {
                 if let Some(p) = &events_publisher {
@@ -474,6 +477,9 @@ pub async fn run_until(
                         false,
                     );
                 }
+            }
+            if idle {
+                stop.cancelled().await;
             }
             anyhow::Ok(())
         })

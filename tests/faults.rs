@@ -12,6 +12,11 @@
 //! - `fault_injection_decision_feed_cut`: a `vigil proxy` follows `vigil.decisions`; the broker
 //!   stops. The proxy keeps enforcing the last-known block and reports the feed stale, then,
 //!   when the broker returns, takes the engine's next decision and is fresh again.
+//! - `fault_injection_scoring_failover`: a parse-role engine feeds `vigil.events` to two
+//!   score-role engines in one consumer group; one is killed with SIGKILL and the other takes
+//!   its partitions over. Every line is stored by one of them (duplicates of the flushed but
+//!   uncommitted rows are counted), no decision is published again that one process would
+//!   have suppressed, and every decision either one recorded is on `vigil.decisions`.
 //!
 //! Each test prints one JSON line of counts (`{"scenario":..,"produced":..,"stored":..,
 //! "duplicates":..,"lost":..,"decisions_republished":..}`) that `scripts/fault-tests`
@@ -659,4 +664,483 @@ connect_timeout_ms = 1000
     );
     assert_eq!(enforced, 2, "the old block kept and the new one taken");
     assert_eq!(applied, 2, "both decisions applied once by the proxy");
+}
+
+// ---- scoring failover: a parse-role engine feeding two score-role engines in one group ----
+
+const EVENTS: &str = "vigil.events";
+/// Partitions of [`EVENTS`] and of the decisions topic (the score role needs them equal).
+const SCALE_PARTITIONS: i32 = 4;
+const SCORING_GROUP: &str = "vigil-scoring";
+const PARSE_GROUP: &str = "vigil-parse";
+
+/// Writes `dir/vigil.toml` for one process of the scaled engine: its own data dir and port,
+/// a `[scale]` section of `role`, and `extra` (sources, store, Kafka options) after it.
+fn scale_config(dir: &Path, port: u16, role: &str, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = format!(
+        r#"
+data_dir = "{data}"
+[server]
+listen = "127.0.0.1:{port}"
+[api]
+sql_max_rows = 1000000
+[pipeline]
+batch_max_events = 500
+batch_max_delay_ms = 50
+[scale]
+role = "{role}"
+events_topic = "{EVENTS}"
+{extra}
+"#,
+        data = dir.join("data").display(),
+    );
+    let path = dir.join("vigil.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// The `[kafka]` section every process of the scaled engine shares: fast metadata refresh and
+/// reconnects.
+fn scale_kafka(brokers: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+decisions_topic = "{DECISIONS}"
+[kafka.options]
+"topic.metadata.refresh.interval.ms" = "1000"
+"reconnect.backoff.max.ms" = "500"
+"#
+    )
+}
+
+/// Every value of column `col` of `query` on the engine at `port` (panics on a truncated or
+/// failed answer).
+fn sql_strings(port: u16, query: &str, col: &str) -> Vec<String> {
+    let body = serde_json::json!({ "sql": query }).to_string();
+    let (status, headers, b) = http_request(port, "POST", "/v1/sql", &[], body.as_bytes());
+    assert_eq!(status, 200, "{query}: {}", String::from_utf8_lossy(&b));
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, v)| k == "vigil-truncated" && v == "true"),
+        "{query}: the answer was truncated"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[col].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Sum of the high watermarks of `topic`'s partitions `0..partitions` (`None`: no answer).
+fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> Option<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .ok()?;
+    let mut sum = 0;
+    for p in 0..partitions {
+        sum += c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .ok()?
+            .1;
+    }
+    Some(sum)
+}
+
+/// Every record of `topic` (partition, key, value), in order within each partition, read by
+/// assignment from the beginning until nothing new came for 2 s.
+fn topic_records(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(i32, String, Option<Vec<u8>>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "faults-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 10 {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                idle = 0;
+                out.push((
+                    m.partition(),
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).to_string(),
+                    m.payload().map(<[u8]>::to_vec),
+                ));
+            }
+            _ => idle += 1,
+        }
+    }
+    out
+}
+
+/// Rank of a subject kind in the order the score role stores an event by (the copy keyed by
+/// the first present subject: ip, identity, session, api_key, device; then `event:`).
+fn store_rank(key: &str) -> usize {
+    let kind = key.split(':').next().unwrap_or_default();
+    ["ip", "identity", "session", "api_key", "device"]
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(5)
+}
+
+#[test]
+fn fault_injection_scoring_failover() {
+    use vigil_enforce::{Action, Decision};
+    const N: usize = 20_000;
+    let started = Instant::now();
+    let broker = Broker::start();
+    broker.create_topic(LOGS, LOG_PARTITIONS as u32);
+    broker.create_topic(EVENTS, SCALE_PARTITIONS as u32);
+    broker.create_topic(DECISIONS, SCALE_PARTITIONS as u32);
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = scale_kafka(&broker.brokers);
+    let (parse_port, a_port, b_port) = (free_port(), free_port(), free_port());
+    let parse_cfg = scale_config(
+        &dir.path().join("parse"),
+        parse_port,
+        "parse",
+        &format!(
+            r#"{kafka}
+[sources.edge]
+type = "kafka"
+format = "nginx"
+topics = ["{LOGS}"]
+group_id = "{PARSE_GROUP}"
+commit_interval_ms = 1000
+chunk_max_messages = 500
+"#
+        ),
+    );
+    let score = format!(
+        r#"group_id = "{SCORING_GROUP}"
+rebuild_secs = 3600
+# a short session: the killed member leaves the group quickly
+[scale.consumer_options]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+[store]
+flush_interval_ms = 500
+{kafka}"#
+    );
+    let a_dir = dir.path().join("score-a");
+    let a_cfg = scale_config(&a_dir, a_port, "score", &score);
+    let b_cfg = scale_config(&dir.path().join("score-b"), b_port, "score", &score);
+    let lines = simulated_lines(N, 13);
+    let half = N / 2;
+    let producer = Producer::new(&broker.brokers);
+
+    let parse = Vigil::run(&parse_cfg, &dir.path().join("parse-events.ndjson"));
+    let mut a = Vigil::run(&a_cfg, &dir.path().join("a-events.ndjson"));
+    let b = Vigil::run(&b_cfg, &dir.path().join("b-events.ndjson"));
+    const WARM_UP: usize = 1000;
+    producer.send(LOGS, &lines[..WARM_UP], 0);
+    // the joins of two consumer groups take most of this wait on Tansu
+    wait_until(75, "both score instances to store events", || {
+        stored(a_port).is_some_and(|(n, _)| n > 0) && stored(b_port).is_some_and(|(n, _)| n > 0)
+    });
+    // the rest of the first half as a stream of about 2000 lines/s, during which A is killed
+    let brokers = broker.brokers.clone();
+    let rest = lines[WARM_UP..half].to_vec();
+    let stream = std::thread::spawn(move || {
+        let p = Producer::new(&brokers);
+        for (i, chunk) in rest.chunks(500).enumerate() {
+            p.send(LOGS, chunk, WARM_UP + i * 500);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    // kill A mid-stream, once it has flushed 1000 more events and the group has committed
+    // some offsets: A leaves events flushed and (most likely) some not committed behind
+    let a_flushed = || metric(a_port, "vigil_store_rows_flushed_total{table=\"events\"}");
+    let flushed_before = a_flushed().unwrap_or(0.0);
+    wait_until(
+        30,
+        "A to flush 1000 more events and the group to commit",
+        || {
+            a_flushed().is_some_and(|n| n >= flushed_before + 1000.0)
+                && support::committed_offsets(
+                    &broker.brokers,
+                    SCORING_GROUP,
+                    EVENTS,
+                    SCALE_PARTITIONS,
+                )
+                .is_some_and(|c| c > 0)
+        },
+    );
+    let (a_at_kill, _) = stored(a_port).unwrap();
+    let (b_at_kill, _) = stored(b_port).unwrap();
+    let a_flushed = a_flushed();
+    let a_recorded_before = decided_subjects(a_port);
+    let committed_at_kill =
+        support::committed_offsets(&broker.brokers, SCORING_GROUP, EVENTS, SCALE_PARTITIONS)
+            .unwrap_or(0);
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let killed_at = Instant::now();
+    eprintln!(
+        "score A killed: A stored {a_at_kill} ({a_flushed:?} flushed), B stored {b_at_kill}, \
+         group committed {committed_at_kill} on {EVENTS}"
+    );
+    stream.join().unwrap();
+    producer.send(LOGS, &lines[half..], half);
+
+    // the parse role has acknowledged every line, and the group everything it produced
+    let deadline = Duration::from_secs(90);
+    let last = loop {
+        let parsed = committed(&broker.brokers, PARSE_GROUP);
+        let end = end_offsets(&broker.brokers, EVENTS, SCALE_PARTITIONS).unwrap_or(-1);
+        let done =
+            support::committed_offsets(&broker.brokers, SCORING_GROUP, EVENTS, SCALE_PARTITIONS)
+                .unwrap_or(0);
+        if parsed >= N as i64 && end > 0 && done >= end {
+            break [parsed, end, done];
+        }
+        assert!(
+            killed_at.elapsed() < deadline,
+            "timed out after {deadline:?}: {PARSE_GROUP} committed {parsed} of {N} lines; \
+             {SCORING_GROUP} committed {done} of {end} on {EVENTS}; B stored {:?}",
+            stored(b_port)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let caught_up = killed_at.elapsed();
+    // give a late flush or duplicate the time to show up
+    std::thread::sleep(Duration::from_secs(2));
+    let (b_n, b_u) = stored(b_port).unwrap();
+    let b_ids: BTreeSet<String> =
+        sql_strings(b_port, "SELECT DISTINCT event_id FROM events", "event_id")
+            .into_iter()
+            .collect();
+    assert_eq!(b_ids.len() as i64, b_u);
+    let b_recorded = decided_subjects(b_port);
+    let b_scale = |name: &str| {
+        metric(
+            b_port,
+            &format!("vigil_scale_{name}_total{{role=\"score\"}}"),
+        )
+        .unwrap_or(-1.0)
+    };
+    let (b_takeovers, b_replayed, b_read_back) = (
+        b_scale("takeovers"),
+        b_scale("events_replayed"),
+        b_scale("decisions_read_back"),
+    );
+    let parsed_events = read_ndjson(&dir.path().join("parse-events.ndjson"));
+    b.stop();
+    parse.stop();
+
+    // A's store, read by a fresh engine (role `all`, no Kafka, no sources: it serves its
+    // store and API) on its data dir
+    let reader_port = free_port();
+    let reader_dir = dir.path().join("reader");
+    std::fs::create_dir_all(&reader_dir).unwrap();
+    let reader_cfg = reader_dir.join("vigil.toml");
+    std::fs::write(
+        &reader_cfg,
+        format!(
+            r#"
+data_dir = "{data}"
+[server]
+listen = "127.0.0.1:{reader_port}"
+[api]
+sql_max_rows = 1000000
+"#,
+            data = a_dir.join("data").display(),
+        ),
+    )
+    .unwrap();
+    let reader = Vigil::run(&reader_cfg, &reader_dir.join("events.ndjson"));
+    wait_until(30, "A's store to answer", || stored(reader_port).is_some());
+    let (a_n, a_u) = stored(reader_port).unwrap();
+    let a_ids: BTreeSet<String> = sql_strings(
+        reader_port,
+        "SELECT DISTINCT event_id FROM events",
+        "event_id",
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(a_ids.len() as i64, a_u);
+    let a_recorded: BTreeSet<String> = decided_subjects(reader_port)
+        .into_iter()
+        .chain(a_recorded_before.iter().cloned())
+        .collect();
+    reader.stop();
+
+    // the events topic: where each stored copy lives, and which ids the parse role produced
+    let event_records = topic_records(&broker.brokers, EVENTS, SCALE_PARTITIONS);
+    let mut stored_copy: BTreeMap<String, (usize, i32)> = BTreeMap::new();
+    for (p, key, value) in &event_records {
+        let Some(v) = value else { continue };
+        let ev: serde_json::Value = serde_json::from_slice(v).unwrap();
+        let id = ev["event_id"].as_str().unwrap_or_default().to_string();
+        let rank = store_rank(key);
+        let e = stored_copy.entry(id).or_insert((rank, *p));
+        if rank < e.0 {
+            *e = (rank, *p);
+        }
+    }
+    let mut produced_ids: BTreeSet<String> = stored_copy.keys().cloned().collect();
+    produced_ids.extend(
+        parsed_events
+            .iter()
+            .filter_map(|e| e["event_id"].as_str().map(str::to_string)),
+    );
+    let partitions_of = |ids: &BTreeSet<String>| -> BTreeSet<i32> {
+        ids.iter()
+            .filter_map(|id| stored_copy.get(id).map(|c| c.1))
+            .collect()
+    };
+    let (a_parts, b_parts) = (partitions_of(&a_ids), partitions_of(&b_ids));
+    let moved = a_parts.intersection(&b_parts).count();
+
+    let union: BTreeSet<&String> = a_ids.union(&b_ids).collect();
+    let in_both = a_ids.intersection(&b_ids).count() as i64;
+    let missing_from_topic = N.saturating_sub(produced_ids.len()) as i64;
+    let lost_ids = produced_ids.iter().filter(|id| !union.contains(id)).count() as i64;
+    let lost = lost_ids.max(N as i64 - union.len() as i64);
+    let duplicates = (a_n - a_u) + (b_n - b_u) + in_both;
+
+    // the decisions topic: per subject, its records by issue time
+    let decision_records = topic_records(&broker.brokers, DECISIONS, SCALE_PARTITIONS);
+    let mut by_key: BTreeMap<String, Vec<Decision>> = BTreeMap::new();
+    let mut key_partitions: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for (p, key, value) in &decision_records {
+        key_partitions.entry(key.clone()).or_default().insert(*p);
+        let Some(v) = value else { continue };
+        let d = Decision::from_json(v)
+            .unwrap_or_else(|e| panic!("{key}: {e}: {}", String::from_utf8_lossy(v)));
+        assert_eq!(
+            &d.subject.key(),
+            key,
+            "a decision under another subject's key"
+        );
+        by_key.entry(key.clone()).or_default().push(d);
+    }
+    let mut duplicate_decisions = Vec::new();
+    let mut same_action_within_half_ttl = 0;
+    for (key, ds) in by_key.iter_mut() {
+        ds.sort_by_key(|d| d.issued_at);
+        let history: Vec<String> = ds
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}+{}s {:?}",
+                    d.action,
+                    d.issued_at.to_rfc3339(),
+                    (d.expires_at.0 - d.issued_at.0) / 1_000_000,
+                    d.reasons
+                )
+            })
+            .collect();
+        eprintln!("decisions of {key}: {history:?}");
+        for w in ds.windows(2) {
+            let (e, l) = (&w[0], &w[1]);
+            // what one process's hysteresis would have suppressed: a decision at most as
+            // strict as the one in force, issued while that one had more than half of the new
+            // one's TTL left (the new TTL, escalated or not, is at least its unescalated TTL)
+            let l_ttl = l.expires_at.0 - l.issued_at.0;
+            if l.action <= e.action && l.issued_at.0 < e.expires_at.0 - l_ttl / 2 {
+                duplicate_decisions.push(format!(
+                    "{key}: {} {}..{} then {} {}..{}",
+                    e.action,
+                    e.issued_at.to_rfc3339(),
+                    e.expires_at.to_rfc3339(),
+                    l.action,
+                    l.issued_at.to_rfc3339(),
+                    l.expires_at.to_rfc3339()
+                ));
+            }
+            if l.action == e.action
+                && l.issued_at.0 < e.issued_at.0 + (e.expires_at.0 - e.issued_at.0) / 2
+            {
+                same_action_within_half_ttl += 1;
+            }
+        }
+    }
+    let on_topic = |k: &String| by_key.get(k).is_some_and(|ds| !ds.is_empty());
+    let recorded: BTreeSet<&String> = a_recorded.iter().chain(b_recorded.iter()).collect();
+    let unpublished: Vec<&&String> = recorded.iter().filter(|k| !on_topic(k)).collect();
+    let a_published = a_recorded.iter().filter(|k| on_topic(k)).count();
+    let blocked = by_key
+        .values()
+        .filter(|ds| ds.iter().any(|d| d.action == Action::Block))
+        .count();
+    let split_keys = key_partitions.values().filter(|ps| ps.len() > 1).count();
+
+    report(
+        "scoring_failover",
+        &Counts {
+            produced: N as i64,
+            stored: a_n + b_n,
+            duplicates,
+            lost,
+            decisions_republished: a_published as i64,
+        },
+        serde_json::json!({
+            "stored_by_a": a_n,
+            "stored_by_b": b_n,
+            "stored_by_both": in_both,
+            "a_stored_at_kill": a_at_kill,
+            "b_stored_at_kill": b_at_kill,
+            "events_on_topic": event_records.len(),
+            "event_ids_on_topic": stored_copy.len(),
+            "lines_missing_from_events_topic": missing_from_topic,
+            "partitions_of_a": a_parts.len(),
+            "partitions_of_b": b_parts.len(),
+            "partitions_moved": moved,
+            "decisions_on_topic": decision_records.len(),
+            "subjects_decided_on_topic": by_key.len(),
+            "subjects_blocked": blocked,
+            "decided_by_a": a_recorded.len(),
+            "decided_by_b": b_recorded.len(),
+            "decisions_unpublished": unpublished.len(),
+            "duplicate_decisions": duplicate_decisions.len(),
+            "same_action_within_half_ttl": same_action_within_half_ttl,
+            "keys_in_two_partitions": split_keys,
+            "b_partitions_taken_over": b_takeovers,
+            "b_events_replayed": b_replayed,
+            "b_decisions_read_back": b_read_back,
+            "group_committed_at_kill": committed_at_kill,
+            "final_offsets": last,
+            "seconds_from_kill_to_caught_up": caught_up.as_secs_f64(),
+            "seconds": started.elapsed().as_secs(),
+        }),
+    );
+    assert!(
+        !a_ids.is_empty() && !b_ids.is_empty(),
+        "both instances stored events"
+    );
+    assert_eq!(lost, 0, "every produced line stored by A or B");
+    assert!(
+        union.len() <= N,
+        "{} distinct event ids stored for {N} lines",
+        union.len()
+    );
+    assert!(
+        duplicate_decisions.is_empty(),
+        "decisions one process would have suppressed: {duplicate_decisions:#?}"
+    );
+    assert!(
+        unpublished.is_empty(),
+        "decisions recorded but not on {DECISIONS}: {unpublished:?}"
+    );
+    assert!(
+        blocked >= 3,
+        "only {blocked} subjects blocked on {DECISIONS}"
+    );
 }
