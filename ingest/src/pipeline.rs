@@ -2,8 +2,10 @@
 //!
 //! Sources hand [`LineChunk`]s to a parse task through a bounded channel (a full channel blocks
 //! the source: backpressure, not buffering). The parse task appends events to an Arrow builder
-//! and emits an [`EventBatch`] when it holds `batch_max_events` rows or its oldest row is
-//! `batch_max_delay_ms` old. Dead letters are written to their sink before the batch leaves.
+//! and emits an [`EventBatch`] when it holds `batch_max_events` rows, when its oldest row is
+//! `batch_max_delay_ms` old, or at once when no chunk is waiting and the consumer has taken every
+//! batch (a quiet stream's line is not held back; a busy pipeline batches up). Dead letters are
+//! written to their sink before the batch leaves.
 //! Each chunk carries an [`Ack`]; the downstream consumer calls [`EventBatch::ack`] once it has
 //! handled the batch, and only then does a source commit (Kafka offsets, file checkpoints, the
 //! HTTP response). Losing the batch before that means it is read again: at-least-once.
@@ -523,7 +525,11 @@ pub async fn run_parse_stage(
                     if deadline.is_none() {
                         deadline = Some(tokio::time::Instant::now() + delay);
                     }
+                    // Full, or nothing more to parse while the consumer waits for work: a lone
+                    // line does not wait out the delay. Under load the consumer is busy or
+                    // more chunks are queued, and batches fill up to the size or the delay.
                     builder.len() >= cfg.batch_max_events
+                        || (chunks.is_empty() && out.capacity() == out.max_capacity())
                 }
                 None => {
                     flush(&parser, &mut builder, &mut dead, &mut acks, &out, &dead_sink).await?;
