@@ -71,6 +71,8 @@ pub struct ScaleStats {
     pub decisions_read_back: AtomicU64,
     /// Records of the events topic that were not an event (`score`; also dead letters).
     pub bad_records: AtomicU64,
+    /// Batches handed to the store whose offsets wait for its write (`score`).
+    awaiting_store: AtomicU64,
 }
 
 fn client_config(settings: &[(String, String)]) -> ClientConfig {
@@ -360,13 +362,16 @@ impl RebuildContext {
     }
 }
 
+/// Per partition of the decisions topic, the latest record of each subject (`None`: revoked).
+type Published = BTreeMap<i32, BTreeMap<String, Option<Decision>>>;
+
 /// Reads partitions `partitions` of the compacted decisions topic from the beginning to their
-/// end: the latest record of each subject (`None`: revoked).
+/// end.
 fn read_back_decisions(
     settings: &[(String, String)],
     topic: &str,
     partitions: &[i32],
-) -> Result<BTreeMap<String, Option<Decision>>> {
+) -> Result<Published> {
     let mut cc = client_config(settings);
     cc.set(
         "group.id",
@@ -387,7 +392,7 @@ fn read_back_decisions(
             ends.insert(*p, high);
         }
     }
-    let mut latest = BTreeMap::new();
+    let mut latest = Published::new();
     if ends.is_empty() {
         return Ok(latest);
     }
@@ -412,7 +417,10 @@ fn read_back_decisions(
                     }
                 },
             };
-            latest.insert(key.to_string(), d);
+            latest
+                .entry(m.partition())
+                .or_default()
+                .insert(key.to_string(), d);
         }
         if ends
             .get(&m.partition())
@@ -477,6 +485,7 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
         let consumer = consumer.clone();
         let topic = scale.events_topic.clone();
         let stop = shutdown.clone();
+        let stats = parts.stats.clone();
         tokio::spawn(async move {
             let mut next: BTreeMap<i32, i64> = BTreeMap::new();
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -493,13 +502,21 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
                     () = stop.cancelled() => true,
                 };
                 if stopping {
-                    // what the last batches' flushes acknowledged
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    while let Ok(done) = done_rx.try_recv() {
-                        for (p, o) in done {
-                            let e = next.entry(p).or_insert(o);
-                            *e = (*e).max(o);
+                    // the last batches' offsets, once the store (writing eagerly now) has them
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    loop {
+                        while let Ok(done) = done_rx.try_recv() {
+                            for (p, o) in done {
+                                let e = next.entry(p).or_insert(o);
+                                *e = (*e).max(o);
+                            }
                         }
+                        if stats.awaiting_store.load(Ordering::Relaxed) == 0
+                            || Instant::now() > deadline
+                        {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
                 if !next.is_empty() {
@@ -530,7 +547,9 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
     let max = scale.batch_max_events;
     let delay = Duration::from_millis(scale.batch_max_delay_ms);
     let mut batch: Vec<Record> = Vec::with_capacity(max);
-    let mut replay_until: HashMap<i32, i64> = HashMap::new();
+    // partitions being replayed: the offset the replay ends at, and the decisions published
+    // for their subjects, applied once it has
+    let mut replay_until: HashMap<i32, (i64, BTreeMap<String, Option<Decision>>)> = HashMap::new();
     let mut first_at: Option<Instant> = None;
     let result: Result<()> = loop {
         let wait = first_at.map_or(delay, |t| delay.saturating_sub(t.elapsed()));
@@ -554,25 +573,39 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
                         break Err(e);
                     }
                     first_at = None;
-                    if let Err(e) =
-                        take_over(&settings, kafka, &takeovers, &parts.scorer, &parts.stats).await
-                    {
-                        break Err(e);
-                    }
-                    for t in &takeovers {
-                        match t.replay_until {
-                            Some(c) => replay_until.insert(t.partition, c),
-                            None => replay_until.remove(&t.partition),
+                    let mut published =
+                        match read_back(&settings, kafka, &takeovers, &parts.stats).await {
+                            Ok(p) => p,
+                            Err(e) => break Err(e),
                         };
+                    for t in &takeovers {
+                        let decisions = published.remove(&t.partition).unwrap_or_default();
+                        match t.replay_until {
+                            // after the replay, which rebuilds the policy's memory too
+                            Some(c) => {
+                                replay_until.insert(t.partition, (c, decisions));
+                            }
+                            None => {
+                                replay_until.remove(&t.partition);
+                                apply_published(&parts.scorer, decisions);
+                            }
+                        }
                     }
                 }
                 parts.stats.consumed.fetch_add(1, Ordering::Relaxed);
                 let partition = m.partition();
                 let offset = m.offset();
                 let replay = match replay_until.get(&partition) {
-                    Some(c) if offset < *c => true,
+                    Some((c, _)) if offset < *c => true,
                     Some(_) => {
-                        replay_until.remove(&partition);
+                        // the replay is over: score it, then take what was published
+                        if let Err(e) = parts.flush(topic, &mut batch, &done_tx).await {
+                            break Err(e);
+                        }
+                        first_at = None;
+                        if let Some((_, decisions)) = replay_until.remove(&partition) {
+                            apply_published(&parts.scorer, decisions);
+                        }
                         false
                     }
                     None => false,
@@ -621,43 +654,48 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
     result.and(last)
 }
 
-/// Reads back the published decisions of the taken-over partitions into the policy.
-async fn take_over(
+/// Reads back the published decisions of the taken-over partitions.
+async fn read_back(
     settings: &[(String, String)],
     kafka: &crate::config::KafkaConfig,
     takeovers: &[Takeover],
-    scorer: &Arc<Mutex<Scorer>>,
     stats: &ScaleStats,
-) -> Result<()> {
+) -> Result<Published> {
     stats
         .takeovers
         .fetch_add(takeovers.len() as u64, Ordering::Relaxed);
     let partitions: Vec<i32> = takeovers.iter().map(|t| t.partition).collect();
     let settings = settings.to_vec();
     let topic = kafka.decisions_topic.clone();
-    let latest =
+    let published =
         tokio::task::spawn_blocking(move || read_back_decisions(&settings, &topic, &partitions))
             .await??;
+    let n: usize = published.values().map(BTreeMap::len).sum();
+    stats
+        .decisions_read_back
+        .fetch_add(n as u64, Ordering::Relaxed);
+    tracing::info!(
+        decisions = n,
+        "read back the decisions of the partitions taken over"
+    );
+    Ok(published)
+}
+
+/// Makes the published decisions of a partition the policy's memory of its subjects: what
+/// enforcement points hold, whatever the replay before concluded.
+fn apply_published(scorer: &Mutex<Scorer>, decisions: BTreeMap<String, Option<Decision>>) {
     let mut scorer = scorer.lock().unwrap_or_else(|p| p.into_inner());
     let policy = scorer.policy_mut();
-    for (key, d) in &latest {
+    for (key, d) in decisions {
         match d {
-            Some(d) => policy.remember(d),
+            Some(d) => policy.remember(&d),
             None => {
-                if let Ok(s) = Subject::from_key(key) {
+                if let Ok(s) = Subject::from_key(&key) {
                     policy.forget(&s);
                 }
             }
         }
     }
-    stats
-        .decisions_read_back
-        .fetch_add(latest.len() as u64, Ordering::Relaxed);
-    tracing::info!(
-        decisions = latest.len(),
-        "read back the decisions of the partitions taken over"
-    );
-    Ok(())
 }
 
 /// A record of the events topic that is not an event, as a dead letter.
@@ -750,11 +788,14 @@ impl Scoring {
                     .collect();
                 let stored = arrow::compute::filter_record_batch(&events, &keep)?;
                 let done = done.clone();
+                let stats = self.stats.clone();
+                stats.awaiting_store.fetch_add(1, Ordering::Relaxed);
                 store.append(
                     "events",
                     stored,
                     Some(Box::new(move || {
                         let _ = done.send(offsets);
+                        stats.awaiting_store.fetch_sub(1, Ordering::Relaxed);
                     })),
                 )?;
             }

@@ -201,32 +201,21 @@ impl Policy {
         self.manual_allow.remove(subject).is_some()
     }
 
-    /// Learns a decision already published for its subject (by another instance that owned
-    /// the subject before, see the scale-out `score` role), so that this policy neither repeats
-    /// it nor weakens it. An older decision than the one it holds changes nothing.
+    /// Takes `d` as the subject's decision in force: one already published (by another instance
+    /// that owned the subject before, see the scale-out `score` role), so that this policy
+    /// neither repeats it nor weakens it. It replaces whatever this policy concluded itself.
     pub fn remember(&mut self, d: &Decision) {
         let key = (d.subject.kind, d.subject.id.clone());
-        let issued_us = d.issued_at.0;
-        match self.history.get_mut(&key) {
-            Some(h) if h.issued_us >= issued_us => {}
-            Some(h) => {
-                h.action = d.action;
-                h.issued_us = issued_us;
-                h.expires_us = d.expires_at.0;
-            }
-            None => {
-                self.history.insert(
-                    key,
-                    History {
-                        action: d.action,
-                        issued_us,
-                        expires_us: d.expires_at.0,
-                        offences: 1,
-                        first_offence_us: issued_us,
-                    },
-                );
-            }
-        }
+        let h = self.history.entry(key).or_insert(History {
+            action: d.action,
+            issued_us: d.issued_at.0,
+            expires_us: d.expires_at.0,
+            offences: 1,
+            first_offence_us: d.issued_at.0,
+        });
+        h.action = d.action;
+        h.issued_us = d.issued_at.0;
+        h.expires_us = d.expires_at.0;
     }
 
     /// Forgets the subject's decision history (a manual revoke: the next offence starts over).
