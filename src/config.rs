@@ -95,8 +95,7 @@ pub struct ScaleConfig {
     /// `all` (default), `parse` or `score`.
     pub role: ScaleRole,
     /// The topic between the roles: events keyed `kind:id`, one record per subject of an event.
-    /// It and `kafka.decisions_topic` need the same partition count (a subject's decisions
-    /// then live in the partition number of its events). Default `vigil.events`.
+    /// Default `vigil.events`.
     pub events_topic: String,
     /// The `score` role's consumer group. Default `vigil-scoring`.
     pub group_id: String,

@@ -13,11 +13,11 @@
 //!   cover are in Parquet and their decisions published.
 //!
 //! Taking over a partition (another instance died or the group grew): before deciding on its
-//! subjects, the instance reads back the decisions already published for them (the decisions
-//! topic's partition of the same number: both topics are keyed `kind:id` with the same
-//! partition count), so it neither repeats nor weakens them, and reads again the partition's
-//! records of the last `rebuild_secs` before the group's committed offset, which rebuild the
-//! subjects' features and the policy's memory without publishing or storing anything.
+//! subjects, the instance reads back the decisions already published (the whole compacted
+//! decisions topic) into its policy, so it neither repeats nor weakens them, and reads again the
+//! partition's records of the last `rebuild_secs` before the group's committed offset, which
+//! rebuild the subjects' features (no rule, model or policy runs on them; nothing is published
+//! or stored).
 
 use crate::config::Config;
 use crate::decisions::DecisionSink;
@@ -207,6 +207,9 @@ struct RebuildContext {
     rebuild: Duration,
     /// The partitions of the last assignment (kept through a revoke, to tell new ones).
     assigned: Mutex<HashSet<i32>>,
+    /// The partitions owned right now (empty between a revoke and the next assignment): a
+    /// record of another partition is no longer this instance's to score.
+    owned: Mutex<HashSet<i32>>,
     /// Takeovers not yet seen by the consuming loop.
     takeovers: Mutex<Vec<Takeover>>,
 }
@@ -266,11 +269,14 @@ impl ConsumerContext for RebuildContext {
                         replay_until,
                     });
                 }
+                let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+                owned.extend(given.iter().copied());
                 if cooperative {
                     assigned.extend(given);
                 } else {
                     *assigned = given.into_iter().collect();
                 }
+                drop(owned);
                 self.takeovers
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -285,6 +291,16 @@ impl ConsumerContext for RebuildContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                {
+                    let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+                    if cooperative {
+                        for e in tpl.elements_for_topic(&self.topic) {
+                            owned.remove(&e.partition());
+                        }
+                    } else {
+                        owned.clear();
+                    }
+                }
                 let done = if cooperative {
                     let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
                     for e in tpl.elements_for_topic(&self.topic) {
@@ -365,13 +381,10 @@ impl RebuildContext {
 /// Per partition of the decisions topic, the latest record of each subject (`None`: revoked).
 type Published = BTreeMap<i32, BTreeMap<String, Option<Decision>>>;
 
-/// Reads partitions `partitions` of the compacted decisions topic from the beginning to their
-/// end.
-fn read_back_decisions(
-    settings: &[(String, String)],
-    topic: &str,
-    partitions: &[i32],
-) -> Result<Published> {
+/// Reads every partition of the compacted decisions topic from the beginning to its end. All
+/// of them, not only the numbers taken over: a producer with another partitioner (or another
+/// partition count) may have put a subject's decisions elsewhere than its events.
+fn read_back_decisions(settings: &[(String, String)], topic: &str) -> Result<Published> {
     let mut cc = client_config(settings);
     cc.set(
         "group.id",
@@ -381,9 +394,17 @@ fn read_back_decisions(
     cc.set("enable.partition.eof", "false");
     let consumer: BaseConsumer = cc.create().context("cannot create the decisions reader")?;
     let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .with_context(|| format!("cannot read the partitions of {topic}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
-    for p in partitions {
+    for p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, *p, timeout)
             .with_context(|| format!("cannot read the end of {topic}/{p}"))?;
@@ -467,6 +488,7 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
         topic: scale.events_topic.clone(),
         rebuild: Duration::from_secs(scale.rebuild_secs),
         assigned: Mutex::new(HashSet::new()),
+        owned: Mutex::new(HashSet::new()),
         takeovers: Mutex::new(Vec::new()),
     };
     let consumer: Arc<StreamConsumer<RebuildContext>> = Arc::new(
@@ -547,9 +569,8 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
     let max = scale.batch_max_events;
     let delay = Duration::from_millis(scale.batch_max_delay_ms);
     let mut batch: Vec<Record> = Vec::with_capacity(max);
-    // partitions being replayed: the offset the replay ends at, and the decisions published
-    // for their subjects, applied once it has
-    let mut replay_until: HashMap<i32, (i64, BTreeMap<String, Option<Decision>>)> = HashMap::new();
+    // partitions being replayed, and the offset their replay ends at
+    let mut replay_until: HashMap<i32, i64> = HashMap::new();
     let mut first_at: Option<Instant> = None;
     let result: Result<()> = loop {
         let wait = first_at.map_or(delay, |t| delay.saturating_sub(t.elapsed()));
@@ -569,47 +590,36 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
                         .unwrap_or_else(|p| p.into_inner()),
                 );
                 if !takeovers.is_empty() {
-                    if let Err(e) = parts.flush(topic, &mut batch, &done_tx).await {
+                    if let Err(e) = parts
+                        .flush(topic, &mut batch, &done_tx, &consumer.context().owned)
+                        .await
+                    {
                         break Err(e);
                     }
                     first_at = None;
-                    let mut published =
+                    let published =
                         match read_back(&settings, kafka, &takeovers, &parts.stats).await {
-                            Ok(p) => p,
+                            Ok(p) => p.into_values().flatten().collect(),
                             Err(e) => break Err(e),
                         };
+                    // the policy's memory of these subjects: what enforcement points hold (the
+                    // replay rebuilds features only)
+                    apply_published(&parts.scorer, &published);
                     for t in &takeovers {
-                        let decisions = published.remove(&t.partition).unwrap_or_default();
                         match t.replay_until {
-                            // after the replay, which rebuilds the policy's memory too
-                            Some(c) => {
-                                replay_until.insert(t.partition, (c, decisions));
-                            }
-                            None => {
-                                replay_until.remove(&t.partition);
-                                apply_published(&parts.scorer, decisions);
-                            }
-                        }
+                            Some(c) => replay_until.insert(t.partition, c),
+                            None => replay_until.remove(&t.partition),
+                        };
                     }
                 }
                 parts.stats.consumed.fetch_add(1, Ordering::Relaxed);
                 let partition = m.partition();
                 let offset = m.offset();
-                let replay = match replay_until.get(&partition) {
-                    Some((c, _)) if offset < *c => true,
-                    Some(_) => {
-                        // the replay is over: score it, then take what was published
-                        if let Err(e) = parts.flush(topic, &mut batch, &done_tx).await {
-                            break Err(e);
-                        }
-                        first_at = None;
-                        if let Some((_, decisions)) = replay_until.remove(&partition) {
-                            apply_published(&parts.scorer, decisions);
-                        }
-                        false
-                    }
-                    None => false,
-                };
+                // a flush scores a batch's replayed rows before its live ones
+                let replay = replay_until.get(&partition).is_some_and(|c| offset < *c);
+                if !replay {
+                    replay_until.remove(&partition);
+                }
                 let Some(kind) = m.key().and_then(key_kind) else {
                     let letter = dead_letter(
                         m.topic(),
@@ -639,13 +649,18 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
             }
             Err(_) => {} // the batch's delay is over
         }
-        if let Err(e) = parts.flush(topic, &mut batch, &done_tx).await {
+        if let Err(e) = parts
+            .flush(topic, &mut batch, &done_tx, &consumer.context().owned)
+            .await
+        {
             break Err(e);
         }
         first_at = None;
     };
     // what was read is scored and stored before the last commit
-    let last = parts.flush(topic, &mut batch, &done_tx).await;
+    let last = parts
+        .flush(topic, &mut batch, &done_tx, &consumer.context().owned)
+        .await;
     if let Some(s) = &parts.store {
         s.set_eager(true);
     }
@@ -664,12 +679,10 @@ async fn read_back(
     stats
         .takeovers
         .fetch_add(takeovers.len() as u64, Ordering::Relaxed);
-    let partitions: Vec<i32> = takeovers.iter().map(|t| t.partition).collect();
     let settings = settings.to_vec();
     let topic = kafka.decisions_topic.clone();
     let published =
-        tokio::task::spawn_blocking(move || read_back_decisions(&settings, &topic, &partitions))
-            .await??;
+        tokio::task::spawn_blocking(move || read_back_decisions(&settings, &topic)).await??;
     let n: usize = published.values().map(BTreeMap::len).sum();
     stats
         .decisions_read_back
@@ -681,16 +694,16 @@ async fn read_back(
     Ok(published)
 }
 
-/// Makes the published decisions of a partition the policy's memory of its subjects: what
-/// enforcement points hold, whatever the replay before concluded.
-fn apply_published(scorer: &Mutex<Scorer>, decisions: BTreeMap<String, Option<Decision>>) {
+/// Teaches the policy the published decisions of the subjects taken over (what enforcement
+/// points hold), where they are newer than what it knows.
+fn apply_published(scorer: &Mutex<Scorer>, decisions: &BTreeMap<String, Option<Decision>>) {
     let mut scorer = scorer.lock().unwrap_or_else(|p| p.into_inner());
     let policy = scorer.policy_mut();
     for (key, d) in decisions {
         match d {
-            Some(d) => policy.remember(&d),
+            Some(d) => policy.remember(d),
             None => {
-                if let Ok(s) = Subject::from_key(&key) {
+                if let Ok(s) = Subject::from_key(key) {
                     policy.forget(&s);
                 }
             }
@@ -735,7 +748,15 @@ impl Scoring {
         topic: &str,
         batch: &mut Vec<Record>,
         done: &tokio::sync::mpsc::UnboundedSender<Vec<(i32, i64)>>,
+        owned: &Mutex<HashSet<i32>>,
     ) -> Result<()> {
+        // A partition given away since its records were read: they are its new owner's, who
+        // reads them again from the committed offset (publishing a decision from them here
+        // could race the new owner's read-back of the published ones).
+        {
+            let owned = owned.lock().unwrap_or_else(|p| p.into_inner());
+            batch.retain(|r| owned.contains(&r.partition));
+        }
         let Scoring {
             scorer,
             sink,
@@ -762,7 +783,7 @@ impl Scoring {
                 scorer
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .score_partitioned(&events, Some(&kinds), true)
+                    .rebuild(&events, &kinds)
             })?;
         }
         let (events, kinds) = decode(topic, &live, dead_letters, stats).await?;

@@ -201,21 +201,32 @@ impl Policy {
         self.manual_allow.remove(subject).is_some()
     }
 
-    /// Takes `d` as the subject's decision in force: one already published (by another instance
-    /// that owned the subject before, see the scale-out `score` role), so that this policy
-    /// neither repeats it nor weakens it. It replaces whatever this policy concluded itself.
+    /// Learns a decision already published for its subject (by another instance that owned
+    /// the subject before, see the scale-out `score` role), so that this policy neither repeats
+    /// it nor weakens it. A decision older than the one held changes nothing: a read-back may
+    /// lag what this instance published itself.
     pub fn remember(&mut self, d: &Decision) {
         let key = (d.subject.kind, d.subject.id.clone());
-        let h = self.history.entry(key).or_insert(History {
-            action: d.action,
-            issued_us: d.issued_at.0,
-            expires_us: d.expires_at.0,
-            offences: 1,
-            first_offence_us: d.issued_at.0,
-        });
-        h.action = d.action;
-        h.issued_us = d.issued_at.0;
-        h.expires_us = d.expires_at.0;
+        match self.history.get_mut(&key) {
+            Some(h) if h.issued_us >= d.issued_at.0 => {}
+            Some(h) => {
+                h.action = d.action;
+                h.issued_us = d.issued_at.0;
+                h.expires_us = d.expires_at.0;
+            }
+            None => {
+                self.history.insert(
+                    key,
+                    History {
+                        action: d.action,
+                        issued_us: d.issued_at.0,
+                        expires_us: d.expires_at.0,
+                        offences: 1,
+                        first_offence_us: d.issued_at.0,
+                    },
+                );
+            }
+        }
     }
 
     /// Forgets the subject's decision history (a manual revoke: the next offence starts over).
@@ -675,6 +686,32 @@ mode = "monitor"
             )
             .unwrap();
         assert_eq!(later.action, Action::Monitor);
+    }
+
+    #[test]
+    fn a_remembered_decision_holds_like_an_own_one() {
+        let set = rules();
+        let hard: Vec<&CompiledRule> = set.rules.iter().filter(|r| r.spec.id == "hard").collect();
+        let mut p = Policy::new(PolicyConfig::default()).unwrap();
+        let mut d = Decision::new(
+            Subject::new(SubjectKind::Ip, "5.5.5.5"),
+            Action::Throttle,
+            0.9,
+            "rule",
+            Duration::from_secs(600),
+        );
+        d.issued_at = UnixMicros(10 * MIN);
+        d.expires_at = UnixMicros(20 * MIN);
+        p.remember(&d);
+        assert!(
+            p.decide(SubjectKind::Ip, "5.5.5.5", 11 * MIN, &hard, &[], &[])
+                .is_none(),
+            "published by another instance: not repeated"
+        );
+        let again = p
+            .decide(SubjectKind::Ip, "5.5.5.5", 16 * MIN, &hard, &[], &[])
+            .unwrap();
+        assert!(again.issued_at.0 > 10 * MIN);
     }
 
     fn list(name: &'static str, weight: f64, action: Option<Action>) -> ListSignal<'static> {

@@ -337,6 +337,23 @@ impl Scorer {
         kinds: Option<&[u8]>,
         in_order: bool,
     ) -> Result<ScoringOutput, ScoringError> {
+        self.score_rows(events, kinds, in_order, true)
+    }
+
+    /// Rebuilds subject state from events read again (a scale-out takeover's replay): the
+    /// features as [`Scorer::score_partitioned`] with `in_order` keeps them, but no rule, model
+    /// or policy runs, so the policy's memory stays what was actually published.
+    pub fn rebuild(&mut self, events: &RecordBatch, kinds: &[u8]) -> Result<(), ScoringError> {
+        self.score_rows(events, Some(kinds), true, false).map(drop)
+    }
+
+    fn score_rows(
+        &mut self,
+        events: &RecordBatch,
+        kinds: Option<&[u8]>,
+        in_order: bool,
+        decide: bool,
+    ) -> Result<ScoringOutput, ScoringError> {
         if let Some(k) = kinds
             && k.len() != events.num_rows()
         {
@@ -456,6 +473,9 @@ impl Scorer {
         if self.last_eval.len() > 4 * self.store.tracked().iter().sum::<usize>() + 65_536 {
             let horizon = self.store.watermark_us() - 2 * self.eval_interval_us;
             self.last_eval.retain(|_, t| *t >= horizon);
+        }
+        if !decide {
+            return Ok(ScoringOutput::default());
         }
         self.decide(builders)
     }
