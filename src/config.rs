@@ -88,6 +88,16 @@ pub enum ScaleRole {
     Score,
 }
 
+impl ScaleRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleRole::All => "all",
+            ScaleRole::Parse => "parse",
+            ScaleRole::Score => "score",
+        }
+    }
+}
+
 /// `[scale]`: running the pipeline as separate parse and score processes over Kafka.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -130,10 +140,7 @@ impl ScaleConfig {
         if self.role == ScaleRole::All {
             return Ok(());
         }
-        let role = match self.role {
-            ScaleRole::Parse => "parse",
-            _ => "score",
-        };
+        let role = self.role.as_str();
         if cfg.kafka.is_none() {
             bail!("invalid config at `scale.role`: `{role}` needs a `[kafka]` section");
         }

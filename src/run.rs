@@ -128,10 +128,7 @@ fn render_metrics(e: &Engine) -> String {
         );
     }
     if let Some((role, st)) = &e.scale {
-        let role = match role {
-            ScaleRole::Parse => "parse",
-            _ => "score",
-        };
+        let role = role.as_str();
         for (name, help, v) in [
             (
                 "vigil_scale_events_published_total",

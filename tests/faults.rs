@@ -27,10 +27,8 @@
 mod support;
 
 use rdkafka::ClientConfig;
-use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -112,7 +110,7 @@ fn read_topic(
     topic: &str,
     partitions: i32,
 ) -> (BTreeMap<String, Option<String>>, usize) {
-    let records = topic_records(brokers, topic, partitions);
+    let records = support::topic_records(brokers, topic, partitions);
     let n = records.len();
     let latest = records
         .into_iter()
@@ -731,43 +729,6 @@ fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> Option<i64> {
     Some(sum)
 }
 
-/// Every record of `topic` (partition, key, value), in order within each partition, read by
-/// assignment from the beginning until nothing new came for 2 s.
-fn topic_records(
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
-) -> Vec<(i32, String, Option<Vec<u8>>)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "faults-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut idle = 0;
-    while idle < 10 {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                idle = 0;
-                out.push((
-                    m.partition(),
-                    String::from_utf8_lossy(m.key().unwrap_or_default()).to_string(),
-                    m.payload().map(<[u8]>::to_vec),
-                ));
-            }
-            _ => idle += 1,
-        }
-    }
-    out
-}
-
 /// Rank of a subject kind in the order the score role stores an event by (the copy keyed by
 /// the first present subject: ip, identity, session, api_key, device; then `event:`).
 fn store_rank(key: &str) -> usize {
@@ -961,7 +922,7 @@ sql_max_rows = 1000000
     reader.stop();
 
     // the events topic: where each stored copy lives, and which ids the parse role produced
-    let event_records = topic_records(&broker.brokers, EVENTS, SCALE_PARTITIONS);
+    let event_records = support::topic_records(&broker.brokers, EVENTS, SCALE_PARTITIONS);
     let mut stored_copy: BTreeMap<String, (usize, i32)> = BTreeMap::new();
     for (p, key, value) in &event_records {
         let Some(v) = value else { continue };
@@ -995,7 +956,7 @@ sql_max_rows = 1000000
     let duplicates = (a_n - a_u) + (b_n - b_u) + in_both;
 
     // the decisions topic: per subject, its records by issue time
-    let decision_records = topic_records(&broker.brokers, DECISIONS, SCALE_PARTITIONS);
+    let decision_records = support::topic_records(&broker.brokers, DECISIONS, SCALE_PARTITIONS);
     let mut by_key: BTreeMap<String, Vec<Decision>> = BTreeMap::new();
     let mut key_partitions: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     for (p, key, value) in &decision_records {

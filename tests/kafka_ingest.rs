@@ -7,10 +7,7 @@
 mod support;
 
 use rdkafka::ClientConfig;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::time::Duration;
 use support::{Broker, Vigil, free_port, read_ndjson, wait_until};
@@ -64,28 +61,12 @@ fn produce(brokers: &str, range: std::ops::Range<usize>) {
 
 /// Every record of the dead-letter topic, read by assignment from the beginning.
 fn dead_letters(brokers: &str) -> Vec<serde_json::Value> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "dead-letter-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(DEAD, 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut idle = 0;
-    while idle < 10 {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                idle = 0;
-                out.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
-            }
-            _ => idle += 1,
-        }
-    }
-    out
+    support::topic_records(brokers, DEAD, 1)
+        .into_iter()
+        .map(|(_, _, v)| {
+            serde_json::from_slice(&v.expect("a dead letter, not a tombstone")).unwrap()
+        })
+        .collect()
 }
 
 fn write_config(dir: &std::path::Path, brokers: &str) -> std::path::PathBuf {

@@ -371,3 +371,42 @@ pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i3
             .sum(),
     )
 }
+
+/// Every record of `topic` (partition, key, value), in order within each partition, read by
+/// assignment from the beginning until nothing new came for 2 s.
+pub fn topic_records(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(i32, String, Option<Vec<u8>>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "vigil-tests-topic-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 10 {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                idle = 0;
+                out.push((
+                    m.partition(),
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).to_string(),
+                    m.payload().map(<[u8]>::to_vec),
+                ));
+            }
+            _ => idle += 1,
+        }
+    }
+    out
+}
