@@ -26,6 +26,7 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaRespErr;
@@ -384,6 +385,10 @@ type Published = BTreeMap<i32, BTreeMap<String, Option<Decision>>>;
 /// Reads every partition of the compacted decisions topic from the beginning to its end. All
 /// of them, not only the numbers taken over: a producer with another partitioner (or another
 /// partition count) may have put a subject's decisions elsewhere than its events.
+///
+/// A partition's end is where the consumer reports it (partition EOF, from the fetch), not the
+/// high watermark read beforehand: some Kafka-protocol brokers (Tansu) report a batch's first
+/// offset there, which would stop the read before a batch's later decisions.
 fn read_back_decisions(settings: &[(String, String)], topic: &str) -> Result<Published> {
     let mut cc = client_config(settings);
     cc.set(
@@ -391,7 +396,7 @@ fn read_back_decisions(settings: &[(String, String)], topic: &str) -> Result<Pub
         format!("vigil-read-back-{}", std::process::id()),
     );
     cc.set("enable.auto.commit", "false");
-    cc.set("enable.partition.eof", "false");
+    cc.set("enable.partition.eof", "true");
     let consumer: BaseConsumer = cc.create().context("cannot create the decisions reader")?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer
@@ -403,52 +408,52 @@ fn read_back_decisions(settings: &[(String, String)], topic: &str) -> Result<Pub
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
+    // the partitions not read to their end yet
+    let mut reading = HashSet::new();
     for p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, *p, timeout)
             .with_context(|| format!("cannot read the end of {topic}/{p}"))?;
         if high > low {
             tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
-            ends.insert(*p, high);
+            reading.insert(*p);
         }
     }
     let mut latest = Published::new();
-    if ends.is_empty() {
+    if reading.is_empty() {
         return Ok(latest);
     }
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ends.is_empty() {
+    while !reading.is_empty() {
         if Instant::now() > deadline {
             bail!("reading back {topic} did not reach its end within 60 s");
         }
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+        let m = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                reading.remove(&p);
+                continue;
+            }
+            Some(m) => m.with_context(|| format!("cannot read back {topic}"))?,
+        };
+        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
             continue;
         };
-        let m = m.with_context(|| format!("cannot read back {topic}"))?;
-        if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
-            let d = match m.payload() {
-                None => None,
-                Some(v) => match Decision::from_json(v) {
-                    Ok(d) => Some(d),
-                    Err(error) => {
-                        tracing::warn!(%error, key, "not a decision on the decisions topic");
-                        continue;
-                    }
-                },
-            };
-            latest
-                .entry(m.partition())
-                .or_default()
-                .insert(key.to_string(), d);
-        }
-        if ends
-            .get(&m.partition())
-            .is_some_and(|end| m.offset() + 1 >= *end)
-        {
-            ends.remove(&m.partition());
-        }
+        let d = match m.payload() {
+            None => None,
+            Some(v) => match Decision::from_json(v) {
+                Ok(d) => Some(d),
+                Err(error) => {
+                    tracing::warn!(%error, key, "not a decision on the decisions topic");
+                    continue;
+                }
+            },
+        };
+        latest
+            .entry(m.partition())
+            .or_default()
+            .insert(key.to_string(), d);
     }
     Ok(latest)
 }
@@ -510,17 +515,17 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
         let stats = parts.stats.clone();
         tokio::spawn(async move {
             let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 let stopping = tokio::select! {
                     Some(done) = done_rx.recv() => {
+                        // committed at once: what a crash leaves stored but uncommitted (and
+                        // so stored again by the partitions' next owner) is as small as it gets
                         for (p, o) in done {
                             let e = next.entry(p).or_insert(o);
                             *e = (*e).max(o);
                         }
-                        continue;
+                        false
                     }
-                    _ = tick.tick() => false,
                     () = stop.cancelled() => true,
                 };
                 if stopping {

@@ -27,7 +27,7 @@
 mod support;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -713,22 +713,6 @@ fn sql_strings(port: u16, query: &str, col: &str) -> Vec<String> {
         .collect()
 }
 
-/// Sum of the high watermarks of `topic`'s partitions `0..partitions` (`None`: no answer).
-fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> Option<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .ok()?;
-    let mut sum = 0;
-    for p in 0..partitions {
-        sum += c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .ok()?
-            .1;
-    }
-    Some(sum)
-}
-
 /// Rank of a subject kind in the order the score role stores an event by (the copy keyed by
 /// the first present subject: ip, identity, session, api_key, device; then `event:`).
 fn store_rank(key: &str) -> usize {
@@ -843,7 +827,7 @@ flush_interval_ms = 500
     let deadline = Duration::from_secs(90);
     let last = loop {
         let parsed = committed(&broker.brokers, PARSE_GROUP);
-        let end = end_offsets(&broker.brokers, EVENTS, SCALE_PARTITIONS).unwrap_or(-1);
+        let end = support::end_offsets(&broker.brokers, EVENTS, SCALE_PARTITIONS).unwrap_or(-1);
         let done =
             support::committed_offsets(&broker.brokers, SCORING_GROUP, EVENTS, SCALE_PARTITIONS)
                 .unwrap_or(0);
@@ -1071,11 +1055,10 @@ sql_max_rows = 1000000
         "{} distinct event ids stored for {N} lines",
         union.len()
     );
-    // Not asserted yet: in about one run in four, one decision of the killed instance is
-    // published again by the survivor (README, "Scale-out"); the count is in the JSON line.
-    if !duplicate_decisions.is_empty() {
-        eprintln!("decisions one process would have suppressed: {duplicate_decisions:#?}");
-    }
+    assert!(
+        duplicate_decisions.is_empty(),
+        "decisions one process would have suppressed: {duplicate_decisions:#?}"
+    );
     assert!(
         unpublished.is_empty(),
         "decisions recorded but not on {DECISIONS}: {unpublished:?}"

@@ -66,10 +66,12 @@ impl std::fmt::Debug for KafkaFeed {
     }
 }
 
-/// Where one partition's reading stands against the end offset seen at start.
+/// Where one partition's reading stands: caught up once the consumer reports its end
+/// (partition EOF, from a fetch) or when it was empty at start. Not by comparing offsets with
+/// the high watermark read at start: some Kafka-protocol brokers (Tansu) report a batch's first
+/// offset there, which would call the feed warm one batch early.
 #[derive(Debug, Clone, Copy)]
 struct PartitionState {
-    end_at_start: i64,
     caught_up: bool,
 }
 
@@ -177,7 +179,6 @@ impl KafkaFeed {
                     out.insert(
                         p,
                         PartitionState {
-                            end_at_start: high,
                             caught_up: high <= low.max(0),
                         },
                     );
@@ -238,7 +239,7 @@ impl KafkaFeed {
                                 for p in &new {
                                     let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Beginning);
                                     // found after start: not part of what warm waits for
-                                    parts.insert(*p, PartitionState { end_at_start: 0, caught_up: true });
+                                    parts.insert(*p, PartitionState { caught_up: true });
                                 }
                                 match consumer.incremental_assign(&tpl) {
                                     Ok(()) => tracing::info!(topic = %self.topic, partitions = ?new, "new decision topic partitions assigned"),
@@ -262,13 +263,6 @@ impl KafkaFeed {
                     Ok(m) => {
                         failing = false;
                         status.apply_record(&table, m.key(), m.payload());
-                        if let Some(p) = parts.get_mut(&m.partition())
-                            && !p.caught_up
-                            && m.offset() + 1 >= p.end_at_start
-                        {
-                            p.caught_up = true;
-                            check_warm(&parts, &status);
-                        }
                     }
                     Err(KafkaError::PartitionEOF(p)) => {
                         failing = false;
