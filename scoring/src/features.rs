@@ -239,6 +239,8 @@ pub struct SubjectState {
     first_seen_us: i64,
     /// The latest event time seen; the counters are decayed to it.
     last_seen_us: i64,
+    /// When the scorer last evaluated the subject (`i64::MIN`: never).
+    evaluated_us: i64,
     counters: [[f32; N_COUNTERS]; MAX_WINDOWS],
     rare: [f32; N_RARE],
     distinct: [WindowedDistinct<N_DISTINCT>; MAX_DISTINCT_WINDOWS],
@@ -281,6 +283,7 @@ impl SubjectState {
             id: id.into(),
             first_seen_us: t,
             last_seen_us: t,
+            evaluated_us: i64::MIN,
             counters: [[0.0; N_COUNTERS]; MAX_WINDOWS],
             rare: [0.0; N_RARE],
             distinct: [WindowedDistinct::default(); MAX_DISTINCT_WINDOWS],
@@ -734,7 +737,15 @@ impl FeatureStore {
     }
 
     /// Updates subject `(kind, id)` with one observation; returns its table key.
-    pub fn observe(&mut self, kind: SubjectKind, id: &str, o: &Observation<'_>) -> u64 {
+    /// Updates subject `(kind, id)` with an event. Returns the subject's key (for
+    /// [`FeatureStore::get`]) and when it was last evaluated ([`FeatureStore::mark_evaluated`]),
+    /// if ever.
+    pub fn observe(
+        &mut self,
+        kind: SubjectKind,
+        id: &str,
+        o: &Observation<'_>,
+    ) -> (u64, Option<i64>) {
         let t = &mut self.tables[kind_index(kind)];
         let key = t.key(id);
         let state = t.entry(key, id, o.t_us);
@@ -743,8 +754,9 @@ impl FeatureStore {
             *state = SubjectState::new(id, o.t_us);
         }
         state.observe(kind, o, &self.windows);
+        let evaluated = (state.evaluated_us != i64::MIN).then_some(state.evaluated_us);
         self.since_sweep += 1;
-        key
+        (key, evaluated)
     }
 
     pub fn get(&self, kind: SubjectKind, key: u64) -> Option<&SubjectState> {
@@ -760,9 +772,11 @@ impl FeatureStore {
         t.get(t.key(id)).filter(|s| &*s.id == id)
     }
 
-    /// Clears what is reported once per evaluation (`new_ip`, `new_user_agent`).
-    pub fn mark_evaluated(&mut self, kind: SubjectKind, key: u64) {
+    /// Records that the subject was evaluated at `t_us`, and clears what is reported once per
+    /// evaluation (`new_ip`, `new_user_agent`, `new_device`).
+    pub fn mark_evaluated(&mut self, kind: SubjectKind, key: u64, t_us: i64) {
         if let Some(s) = self.tables[kind_index(kind)].get_mut(key) {
+            s.evaluated_us = t_us;
             s.new_ip = false;
             s.new_agent = false;
             s.new_device = false;
@@ -1082,11 +1096,13 @@ mod tests {
         let mut key = 0;
         for i in 0..30 {
             let status = if i % 3 == 0 { 401 } else { 200 };
-            key = s.observe(
-                SubjectKind::Ip,
-                "1.2.3.4",
-                &obs(i as f64, status, "/login", "1.2.3.4"),
-            );
+            key = s
+                .observe(
+                    SubjectKind::Ip,
+                    "1.2.3.4",
+                    &obs(i as f64, status, "/login", "1.2.3.4"),
+                )
+                .0;
         }
         let t = 29_000_000;
         let req = get(&s, SubjectKind::Ip, key, t, "requests_1m").unwrap();
@@ -1119,7 +1135,7 @@ mod tests {
                 session: Some(&sids[i]),
                 ..obs(i as f64, 200, "/api/v1/orders", &ips[i])
             };
-            key = s.observe(SubjectKind::Device, "t13d1516h2_x_y_b", &o);
+            key = s.observe(SubjectKind::Device, "t13d1516h2_x_y_b", &o).0;
         }
         let t = 39_000_000;
         let f = |name| get(&s, SubjectKind::Device, key, t, name).unwrap();
@@ -1131,11 +1147,13 @@ mod tests {
             None
         );
         // Sessions are counted for devices only.
-        let ip = s.observe(
-            SubjectKind::Ip,
-            "203.0.113.1",
-            &obs(40.0, 200, "/x", "203.0.113.1"),
-        );
+        let ip = s
+            .observe(
+                SubjectKind::Ip,
+                "203.0.113.1",
+                &obs(40.0, 200, "/x", "203.0.113.1"),
+            )
+            .0;
         assert_eq!(
             get(&s, SubjectKind::Ip, ip, t, "distinct_sessions_10m"),
             None
@@ -1157,7 +1175,7 @@ mod tests {
                 if i < 3 { "10.0.0.1" } else { "10.0.0.2" },
             );
             o.route = Some("/u/{id}");
-            key = s.observe(SubjectKind::Identity, "alice", &o);
+            key = s.observe(SubjectKind::Identity, "alice", &o).0;
         }
         let t = 10_000_000;
         assert_eq!(
@@ -1181,7 +1199,7 @@ mod tests {
             Some(1.0),
             "10.0.0.2 was new"
         );
-        s.mark_evaluated(SubjectKind::Identity, key);
+        s.mark_evaluated(SubjectKind::Identity, key, t);
         assert_eq!(
             get(&s, SubjectKind::Identity, key, t, "new_ip"),
             Some(0.0),
@@ -1234,7 +1252,8 @@ mod tests {
     fn state_is_small() {
         // 320 bytes before the rare signals (step-up challenges, attack evidence, browser
         // mismatch: five counters for one window), the attack-class masks and the devices
-        // seen; the goal is 256.
+        // seen; 352 with the last evaluation time (kept here rather than in a map of the
+        // scorer's) and the distinct sketches' 32-bit epochs. The goal is 256.
         let size = std::mem::size_of::<SubjectState>();
         assert!(size <= 352, "SubjectState is {size} bytes");
     }

@@ -181,8 +181,6 @@ pub struct Scorer {
     model_scores: Vec<Vec<f32>>,
     schema: SchemaRef,
     eval_interval_us: i64,
-    /// Last evaluation time per (kind index, subject key).
-    last_eval: HashMap<(u8, u64), i64>,
     values: Vec<Option<f64>>,
     /// The latest attack evidence in words per (kind index, subject) of the batch being
     /// scored, for the reasons of decisions it leads to.
@@ -212,7 +210,6 @@ impl Scorer {
             models,
             schema,
             eval_interval_us: cfg.eval_interval_secs as i64 * 1_000_000,
-            last_eval: HashMap::new(),
             values: Vec::new(),
             evidence: HashMap::new(),
             reputation: crate::reputation::Reputations::load(&cfg.reputation)?,
@@ -451,14 +448,10 @@ impl Scorer {
                 if let Some(e) = evidence {
                     self.evidence.insert((k, id.to_string()), e.to_string());
                 }
-                let key = self.store.observe(kind, id, &o);
-                let due = self
-                    .last_eval
-                    .get(&(k, key))
-                    .is_none_or(|last| t - last >= self.eval_interval_us);
+                let (key, evaluated) = self.store.observe(kind, id, &o);
+                let due = evaluated.is_none_or(|last| t - last >= self.eval_interval_us);
                 if due {
                     self.evaluate_into(&mut builders[usize::from(k)], kind, key, t);
-                    self.last_eval.insert((k, key), t);
                     pending.remove(&(k, key));
                 } else {
                     pending.insert((k, key), t);
@@ -467,13 +460,8 @@ impl Scorer {
         }
         for ((k, key), t) in pending {
             self.evaluate_into(&mut builders[usize::from(k)], KINDS[usize::from(k)], key, t);
-            self.last_eval.insert((k, key), t);
         }
         self.store.maintain();
-        if self.last_eval.len() > 4 * self.store.tracked().iter().sum::<usize>() + 65_536 {
-            let horizon = self.store.watermark_us() - 2 * self.eval_interval_us;
-            self.last_eval.retain(|_, t| *t >= horizon);
-        }
         if !decide {
             return Ok(ScoringOutput::default());
         }
@@ -489,7 +477,7 @@ impl Scorer {
                 *last = self.reputation.feature(&state.id);
             }
             b.push(kind, &state.id, t, &self.values);
-            self.store.mark_evaluated(kind, key);
+            self.store.mark_evaluated(kind, key, t);
         }
     }
 
