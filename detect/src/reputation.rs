@@ -343,6 +343,9 @@ impl<'de> Visitor<'de> for Document<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of CrowdSec decisions or an object with `new`")
     }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(()) // a LAPI's `GET /v1/decisions` with no decision answers `null`
+    }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
         DecisionSeq(self.0).visit_seq(seq)
     }
@@ -671,6 +674,9 @@ mod tests {
         let stream = r#"{"new": [{"value": "9.9.9.9", "scope": "Ip"}], "deleted": null}"#;
         let l = parse(ListFormat::CrowdsecDecisions, "stream", stream).expect("parses");
         assert_eq!(l.len(), 1);
+        // a LAPI with no decision
+        let none = parse(ListFormat::CrowdsecDecisions, "empty", "null").expect("parses");
+        assert_eq!(none.len(), 0);
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //!   keeps the last good list, is logged with the list's name and the reason, and is counted
 //!   ([`FeedStatus`], and the `vigil_reputation_downloads_total` metric). At start the cache
 //!   from an earlier run is loaded, so an engine that starts offline still has its lists.
+//!   `headers` (an API key) go with each request to the list's own origin, never to another
+//!   one it redirects to; `ca_file` adds a private CA to the public roots.
 //!
 //! The downloads run on the async runtime ([`Feed::run`]); the scorer takes each new list at
 //! its next batch ([`Reputations::maybe_reload`]), without parsing anything itself.
@@ -30,6 +32,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -98,6 +101,14 @@ pub struct ReputationSource {
     /// `<data_dir>/reputation/<name>.<txt|netset|json>`; only with `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_path: Option<PathBuf>,
+    /// Request headers sent with each download, e.g. `{ "X-Api-Key" = "…" }` for a CrowdSec
+    /// LAPI; not sent on a redirect to another origin. Only with `url`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// PEM file of the certificate authorities an `https` list's server may chain to, besides
+    /// the public roots (a private CA). Only with `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl Default for ReputationSource {
@@ -114,6 +125,8 @@ impl Default for ReputationSource {
             timeout_ms: None,
             max_bytes: None,
             cache_path: None,
+            headers: BTreeMap::new(),
+            ca_file: None,
         }
     }
 }
@@ -245,6 +258,8 @@ impl Reputations {
                         ("timeout_ms", s.timeout_ms.is_some()),
                         ("max_bytes", s.max_bytes.is_some()),
                         ("cache_path", s.cache_path.is_some()),
+                        ("headers", !s.headers.is_empty()),
+                        ("ca_file", s.ca_file.is_some()),
                     ] {
                         if set {
                             return Err(ScoringError::config(
@@ -441,6 +456,8 @@ struct FeedInner {
     every: Duration,
     timeout: Duration,
     max_bytes: usize,
+    /// Sent with each request to the list's own origin.
+    headers: hyper::HeaderMap,
     client: HttpClient,
     downloads_ok: AtomicU64,
     downloads_failed: AtomicU64,
@@ -503,8 +520,19 @@ impl Feed {
                 return Err(ScoringError::config(k(field), "must be at least 1"));
             }
         }
-        let tls = vigil_enforce::tls::client_config(&k("url"), None)
-            .map_err(|e| ScoringError::config(k("url"), e.to_string()))?;
+        let mut headers = hyper::HeaderMap::new();
+        for (name, value) in &s.headers {
+            let bad = |why: String| ScoringError::config(k(&format!("headers.{name}")), why);
+            let n = hyper::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| bad(format!("not a header name: {e}")))?;
+            let mut v = hyper::header::HeaderValue::from_str(value)
+                .map_err(|e| bad(format!("not a header value: {e}")))?;
+            // kept out of debug output, as an API key should be
+            v.set_sensitive(true);
+            headers.insert(n, v);
+        }
+        let tls = vigil_enforce::tls::client_config(&k("ca_file"), s.ca_file.as_deref())
+            .map_err(|e| ScoringError::config(k("ca_file"), e.to_string()))?;
         let timeout = Duration::from_millis(timeout_ms);
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(timeout));
@@ -518,6 +546,7 @@ impl Feed {
             every: Duration::from_secs(refresh_secs),
             timeout,
             max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            headers,
             client,
             downloads_ok: AtomicU64::new(0),
             downloads_failed: AtomicU64::new(0),
@@ -631,13 +660,18 @@ impl Feed {
         let i = &self.0;
         let mut url = i.url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let req = hyper::Request::get(url.clone())
+            let mut req = hyper::Request::get(url.clone())
                 .header(
                     hyper::header::USER_AGENT,
                     concat!("vigil/", env!("CARGO_PKG_VERSION")),
                 )
                 .body(Empty::new())
                 .map_err(|e| e.to_string())?;
+            // credentials go to the configured origin only, not wherever it redirects
+            if same_origin(&url, &i.url) {
+                req.headers_mut()
+                    .extend(i.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+            }
             let resp = i.client.request(req).await.map_err(|e| {
                 // hyper-util's message alone ("client error (Connect)") hides the cause
                 let mut m = e.to_string();
@@ -721,6 +755,20 @@ impl Feed {
 }
 
 /// Where a redirect from `from` points: an absolute URL or an absolute path on the same host.
+/// Same scheme, host and port.
+fn same_origin(a: &hyper::Uri, b: &hyper::Uri) -> bool {
+    let port = |u: &hyper::Uri| {
+        u.port_u16().or_else(|| match u.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        })
+    };
+    a.scheme() == b.scheme()
+        && a.host().map(str::to_ascii_lowercase) == b.host().map(str::to_ascii_lowercase)
+        && port(a) == port(b)
+}
+
 fn redirect_target(from: &hyper::Uri, headers: &hyper::HeaderMap) -> Option<hyper::Uri> {
     let location = headers.get(hyper::header::LOCATION)?.to_str().ok()?;
     let to: hyper::Uri = location.parse().ok()?;

@@ -34,6 +34,8 @@ enum Reply {
 struct ListServer {
     addr: SocketAddr,
     routes: Arc<Mutex<HashMap<String, Reply>>>,
+    /// The head of every request received, in order.
+    heads: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     accept: Option<std::thread::JoinHandle<()>>,
 }
@@ -43,21 +45,23 @@ impl ListServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let routes: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (routes.clone(), stop.clone());
+        let (r, h, s) = (routes.clone(), heads.clone(), stop.clone());
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
-                let routes = r.clone();
-                std::thread::spawn(move || answer(conn, &routes));
+                let (routes, heads) = (r.clone(), h.clone());
+                std::thread::spawn(move || answer(conn, &routes, &heads));
             }
         });
         Self {
             addr,
             routes,
+            heads,
             stop,
             accept: Some(accept),
         }
@@ -83,7 +87,7 @@ impl Drop for ListServer {
     }
 }
 
-fn answer(mut conn: TcpStream, routes: &Mutex<HashMap<String, Reply>>) {
+fn answer(mut conn: TcpStream, routes: &Mutex<HashMap<String, Reply>>, heads: &Mutex<Vec<String>>) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
@@ -92,7 +96,8 @@ fn answer(mut conn: TcpStream, routes: &Mutex<HashMap<String, Reply>>) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let head = String::from_utf8_lossy(&head);
+    let head = String::from_utf8_lossy(&head).into_owned();
+    heads.lock().unwrap().push(head.clone());
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
     let reply = routes.lock().unwrap().get(&path).cloned();
     let (status, extra, body) = match reply {
@@ -247,6 +252,45 @@ async fn each_format_loads_from_its_url() {
         (1, 0, 1)
     );
     assert!(status.last_success_unix_secs > 0 && status.last_error.is_none());
+}
+
+#[tokio::test]
+async fn headers_go_to_the_lists_own_origin_only() {
+    let lapi = ListServer::start();
+    let elsewhere = ListServer::start();
+    lapi.set("/v1/decisions", Reply::List(CROWDSEC.into()));
+    lapi.set("/moved", Reply::Redirect(elsewhere.url("/copy.json")));
+    elsewhere.set("/copy.json", Reply::List(CROWDSEC.into()));
+    let dir = tempfile::tempdir().unwrap();
+    let with_key = |name: &str, url: String| ReputationSource {
+        headers: [("X-Api-Key".to_string(), "s3cret-key".to_string())].into(),
+        ..url_list(name, url, "crowdsec")
+    };
+    let mut sources = vec![
+        with_key("lapi", lapi.url("/v1/decisions")),
+        with_key("moved", lapi.url("/moved")),
+    ];
+    resolve_cache_paths(&mut sources, dir.path());
+    let r = Reputations::load(&sources).unwrap();
+    for f in r.feeds().iter() {
+        assert_eq!(f.refresh().await.unwrap(), 1, "{}", f.name());
+    }
+    let heads = |s: &ListServer| s.heads.lock().unwrap().clone();
+    let lapi_heads = heads(&lapi);
+    assert_eq!(lapi_heads.len(), 2);
+    for h in &lapi_heads {
+        assert!(
+            h.to_ascii_lowercase().contains("x-api-key: s3cret-key"),
+            "the key goes to the list's origin: {h}"
+        );
+    }
+    let elsewhere_heads = heads(&elsewhere);
+    assert_eq!(elsewhere_heads.len(), 1);
+    assert!(
+        !elsewhere_heads[0].contains("s3cret-key"),
+        "the key does not follow a redirect to another origin: {}",
+        elsewhere_heads[0]
+    );
 }
 
 #[tokio::test]
@@ -566,6 +610,34 @@ fn config_errors_name_their_key() {
             },
             "`scoring.reputation[0].path`",
         ),
+        (
+            ReputationSource {
+                headers: [("X-Api-Key".to_string(), "k".to_string())].into(),
+                ..file.clone()
+            },
+            "`scoring.reputation[0].headers`",
+        ),
+        (
+            ReputationSource {
+                headers: [("X Api Key".to_string(), "k".to_string())].into(),
+                ..url.clone()
+            },
+            "`scoring.reputation[0].headers.X Api Key`",
+        ),
+        (
+            ReputationSource {
+                headers: [("X-Api-Key".to_string(), "line\nbreak".to_string())].into(),
+                ..url.clone()
+            },
+            "`scoring.reputation[0].headers.X-Api-Key`",
+        ),
+        (
+            ReputationSource {
+                ca_file: Some(dir.path().join("no-ca.pem").display().to_string()),
+                ..url.clone()
+            },
+            "`scoring.reputation[0].ca_file`",
+        ),
     ];
     for (list, want) in cases {
         let e = config_error(vec![list]);
@@ -598,6 +670,7 @@ ttl_secs = 900
 timeout_ms = 5000
 max_bytes = 1048576
 cache_path = {cache:?}
+headers = {{ "X-Api-Key" = "k" }}
 "#,
         path = path.display().to_string(),
         cache = dir.path().join("u.netset").display().to_string(),
