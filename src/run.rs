@@ -156,6 +156,11 @@ fn render_metrics(e: &Engine) -> String {
                 &st.decisions_read_back,
             ),
             (
+                "vigil_scale_incremental_assignments_total",
+                "Partition assignments received through the cooperative rebalance protocol.",
+                &st.incremental_assignments,
+            ),
+            (
                 "vigil_scale_bad_records_total",
                 "Records of the events topic that were not an event (dead-lettered).",
                 &st.bad_records,

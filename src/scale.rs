@@ -70,6 +70,8 @@ pub struct ScaleStats {
     pub takeovers: AtomicU64,
     /// Published decisions read back on takeovers (`score`).
     pub decisions_read_back: AtomicU64,
+    /// Assignments received through the incremental (cooperative) rebalance protocol (`score`).
+    pub incremental_assignments: AtomicU64,
     /// Records of the events topic that were not an event (`score`; also dead letters).
     pub bad_records: AtomicU64,
     /// Batches handed to the store whose offsets wait for its write (`score`).
@@ -213,6 +215,7 @@ struct RebuildContext {
     owned: Mutex<HashSet<i32>>,
     /// Takeovers not yet seen by the consuming loop.
     takeovers: Mutex<Vec<Takeover>>,
+    stats: Arc<ScaleStats>,
 }
 
 impl ClientContext for RebuildContext {}
@@ -283,6 +286,9 @@ impl ConsumerContext for RebuildContext {
                     .unwrap_or_else(|p| p.into_inner())
                     .extend(takeovers);
                 let done = if cooperative {
+                    self.stats
+                        .incremental_assignments
+                        .fetch_add(1, Ordering::Relaxed);
                     consumer.incremental_assign(tpl)
                 } else {
                     consumer.assign(tpl)
@@ -495,6 +501,7 @@ pub async fn score(cfg: &Config, parts: Scoring, shutdown: CancellationToken) ->
         assigned: Mutex::new(HashSet::new()),
         owned: Mutex::new(HashSet::new()),
         takeovers: Mutex::new(Vec::new()),
+        stats: parts.stats.clone(),
     };
     let consumer: Arc<StreamConsumer<RebuildContext>> = Arc::new(
         cc.create_with_context(context)

@@ -725,6 +725,19 @@ fn store_rank(key: &str) -> usize {
 
 #[test]
 fn fault_injection_scoring_failover() {
+    scoring_failover("scoring_failover", None);
+}
+
+/// The same with the incremental (cooperative) rebalance protocol: the survivor keeps its
+/// partitions and is given only the departed member's.
+#[test]
+fn fault_injection_scoring_failover_cooperative() {
+    scoring_failover("scoring_failover_cooperative", Some("cooperative-sticky"));
+}
+
+/// One parse instance and two score instances in one group; one score instance is killed with
+/// SIGKILL mid-stream. `strategy`: the score group's `partition.assignment.strategy`.
+fn scoring_failover(scenario: &str, strategy: Option<&str>) {
     use vigil_enforce::{Action, Decision};
     const N: usize = 20_000;
     let started = Instant::now();
@@ -758,9 +771,13 @@ rebuild_secs = 3600
 [scale.consumer_options]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
+{assignment}
 [store]
 flush_interval_ms = 500
-{kafka}"#
+{kafka}"#,
+        assignment = strategy
+            .map(|s| format!("\"partition.assignment.strategy\" = \"{s}\""))
+            .unwrap_or_default()
     );
     let a_dir = dir.path().join("score-a");
     let a_cfg = scale_config(&a_dir, a_port, "score", &score);
@@ -859,11 +876,20 @@ flush_interval_ms = 500
         )
         .unwrap_or(-1.0)
     };
-    let (b_takeovers, b_replayed, b_read_back) = (
+    let (b_takeovers, b_replayed, b_read_back, b_incremental) = (
         b_scale("takeovers"),
         b_scale("events_replayed"),
         b_scale("decisions_read_back"),
+        b_scale("incremental_assignments"),
     );
+    if strategy.is_some() {
+        assert!(
+            b_incremental > 0.0,
+            "B took no assignment through the cooperative protocol"
+        );
+    } else {
+        assert_eq!(b_incremental, 0.0, "an eager group assigned incrementally");
+    }
     let parsed_events = read_ndjson(&dir.path().join("parse-events.ndjson"));
     b.stop();
     parse.stop();
@@ -1007,7 +1033,7 @@ sql_max_rows = 1000000
     let split_keys = key_partitions.values().filter(|ps| ps.len() > 1).count();
 
     report(
-        "scoring_failover",
+        scenario,
         &Counts {
             produced: N as i64,
             stored: a_n + b_n,
@@ -1039,6 +1065,7 @@ sql_max_rows = 1000000
             "b_partitions_taken_over": b_takeovers,
             "b_events_replayed": b_replayed,
             "b_decisions_read_back": b_read_back,
+            "b_incremental_assignments": b_incremental,
             "group_committed_at_kill": committed_at_kill,
             "final_offsets": last,
             "seconds_from_kill_to_caught_up": caught_up.as_secs_f64(),
