@@ -50,14 +50,7 @@ fn compare(req: &Request<'_>) -> Result<Evidence, String> {
 /// from the path; and with the target repeated as the referer and as the user agent, so the
 /// header matchers see attack text too.
 fn shapes(s: &Sample) -> Vec<Request<'_>> {
-    let base = Request {
-        method: &s.method,
-        target: &s.target,
-        query: None,
-        protocol: Some("HTTP/1.1"),
-        user_agent: Some(&s.user_agent),
-        referer: None,
-    };
+    let base = s.request();
     let mut out = vec![base];
     if let Some((path, query)) = s.target.split_once('?') {
         out.push(Request {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use common::{BENIGN_GENERATED, attack_samples, benign_samples};
-use vigil_detect::{AttackClass, Detectors, Evidence, Request};
+use vigil_detect::{AttackClass, Detectors, Evidence};
 
 const MIN_RECALL: f64 = 0.95;
 const MAX_BENIGN_FP: f64 = 0.001;
@@ -41,17 +41,7 @@ fn eval() {
     let mut benign_flagged = 0usize;
 
     for s in attacks.iter().chain(&benign) {
-        detectors.inspect(
-            &Request {
-                method: &s.method,
-                target: &s.target,
-                query: None,
-                protocol: Some("HTTP/1.1"),
-                user_agent: Some(&s.user_agent),
-                referer: None,
-            },
-            &mut evidence,
-        );
+        detectors.inspect(&s.request(), &mut evidence);
         for class in evidence.classes() {
             let c = per_class.entry(class).or_default();
             c.predicted += 1;

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use vigil_detect::AttackClass;
+use vigil_detect::{AttackClass, Request};
 
 pub const ATTACKS: &str = include_str!("../../corpus/attacks.tsv");
 pub const LOOKALIKES: &str = include_str!("../../corpus/benign_lookalikes.txt");
@@ -24,6 +24,20 @@ pub struct Sample {
     pub method: String,
     pub target: String,
     pub user_agent: String,
+}
+
+impl Sample {
+    /// The sample as an HTTP/1.1 request line with its user agent, the query left in the target.
+    pub fn request(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            target: &self.target,
+            query: None,
+            protocol: Some("HTTP/1.1"),
+            user_agent: Some(&self.user_agent),
+            referer: None,
+        }
+    }
 }
 
 // ---- encodings ----------------------------------------------------------------------------
