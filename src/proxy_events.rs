@@ -16,7 +16,7 @@ use vigil_enforce::events::AccessEvent;
 use vigil_ingest::event::{EventBatchBuilder, LineOrigin, stream_seed};
 use vigil_ingest::normalize::{NormalizeConfig, Normalizer};
 use vigil_ingest::pipeline::{EventBatch, IngestStats};
-use vigil_ingest::record::AccessRecord;
+use vigil_ingest::record::{AccessRecord, FoundEvidence};
 
 /// The gateway and format name of the proxy's rows.
 pub const GATEWAY: &str = "vigil-proxy";
@@ -55,6 +55,10 @@ fn record(e: &AccessEvent) -> AccessRecord<'_> {
         enforced: Some(Cow::Borrowed(e.enforced())),
         tls_fingerprint: text(&e.tls_fingerprint),
         http_fingerprint: text(&e.http_fingerprint),
+        found: e.inline_detection.as_ref().map(|d| FoundEvidence {
+            classes: d.classes.iter().collect(),
+            description: Cow::Borrowed(&d.evidence),
+        }),
         ..Default::default()
     }
 }
@@ -277,6 +281,7 @@ mod tests {
             forwarded: true,
             tls_fingerprint: (i == 0).then(|| "t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
             http_fingerprint: Some(format!("ge11nn05enus_{i:012}_000000000000_000000000000")),
+            inline_detection: None,
         }
     }
 
@@ -295,7 +300,17 @@ mod tests {
             shutdown.clone(),
         ));
         for i in 0..3 {
-            tx.send(event(i)).await.unwrap();
+            let mut e = event(i);
+            if i == 1 {
+                // blocked inline for a query the row does not carry
+                e.action = vigil_enforce::Action::Block;
+                e.forwarded = false;
+                e.inline_detection = Some(vigil_enforce::inline_detect::Detection {
+                    classes: [vigil_detect::AttackClass::Sqli].into_iter().collect(),
+                    evidence: "sqli in query parameter `id` (sqli.libinjection)".into(),
+                });
+            }
+            tx.send(e).await.unwrap();
         }
         drop(tx);
         let batch = out_rx.recv().await.expect("a batch");
@@ -329,6 +344,29 @@ mod tests {
             .unwrap();
         assert_eq!(status.value(2), 202);
         assert!(!s("referer").is_valid(0));
+        // the inline detection's evidence, for scoring to count
+        let classes = ev
+            .column_by_name("attack_classes")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::ListArray>()
+            .unwrap();
+        let row = classes.value(1);
+        let row = row.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(row.iter().flatten().collect::<Vec<_>>(), ["sqli"]);
+        assert_eq!(classes.value(0).len(), 0, "nothing found in a clean row");
+        assert_eq!(
+            s("evidence").value(1),
+            "sqli in query parameter `id` (sqli.libinjection)"
+        );
+        assert_eq!(s("enforced").value(1), "block");
+        let strong = ev
+            .column_by_name("evidence_strong")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .unwrap();
+        assert!(strong.value(1) && !strong.value(0));
         // the proxy's fingerprints, as computed
         let tls = s("tls_fingerprint");
         assert_eq!(tls.value(0), "t13d1516h2_8daaf6152771_e5627efa2ab1");

@@ -417,3 +417,68 @@ async fn vigil_run_scores_its_proxys_traffic_and_enforces_the_result() {
     engine.stop();
     stop.cancel();
 }
+
+/// `[proxy.inline_detect] mode = "block"`: the proxy refuses each injection attempt on its own
+/// content, and its access events carry what it found (the query, which the events do not
+/// keep, included), so scoring decides on the client too: its next clean request is refused
+/// by a decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_blocks_count_as_evidence_against_the_client() {
+    let stop = CancellationToken::new();
+    let up = upstream(stop.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine_port, proxy_port) = (free_port(), free_port());
+    let cfg = format!(
+        "data_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:{engine_port}\"\n\
+         [proxy]\nlisten = \"127.0.0.1:{proxy_port}\"\nupstream = \"http://{up}\"\nworker_threads = 1\n\
+         [proxy.inline_detect]\nmode = \"block\"\n",
+        dir.path().join("data").display()
+    );
+    let path = dir.path().join("vigil.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("VIGIL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("vigil run starts");
+    let engine = Proxy {
+        child,
+        addr: format!("127.0.0.1:{proxy_port}").parse().unwrap(),
+        admin: format!("127.0.0.1:{engine_port}").parse().unwrap(),
+        _dir: dir,
+    };
+    wait_status(engine.admin, "/readyz", &[], 200).await;
+    assert_eq!(
+        http_get(engine.addr, "/api/items", &[]).await.unwrap(),
+        (200, "ok".into())
+    );
+    // injections in the query only: the path the events keep is clean
+    for q in [
+        "/api/items?id=1%27%20OR%20%271%27%3D%271",
+        "/api/items?id=1%20UNION%20SELECT%20password%20FROM%20users--",
+        "/api/items?id=1%3B%20DROP%20TABLE%20users--",
+    ] {
+        let (status, body) = http_get(engine.addr, q, &[]).await.unwrap();
+        assert_eq!(status, 403, "{q}: {body}");
+        assert!(body.contains("matched attack patterns"), "{q}: {body}");
+        assert!(!body.contains("decision_id"), "refused inline: {body}");
+    }
+    // scored within a batch delay: now a decision refuses the client's clean requests too
+    wait_status(engine.addr, "/api/items", &[], 403).await;
+    let (_, body) = http_get(engine.addr, "/api/items", &[]).await.unwrap();
+    assert!(body.contains("decision"), "{body}");
+    // decided on the evidence the proxy found, not on anything else
+    let (status, decisions) = http_get(engine.admin, "/v1/decisions?kind=ip", &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{decisions}");
+    assert!(
+        decisions.contains("rule:exploit_attempts"),
+        "decisions: {decisions}"
+    );
+    engine.stop();
+    stop.cancel();
+}

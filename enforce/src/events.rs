@@ -57,6 +57,10 @@ pub struct AccessEvent {
     /// JA4H of the request head as it arrived (see [`crate::fingerprint::ja4h`]); `None` with
     /// `[proxy] fingerprints = false`.
     pub http_fingerprint: Option<String>,
+    /// What `[proxy.inline_detect]` found in the request (its query and headers included,
+    /// which the event does not carry), in `block` or `monitor` mode: so scoring counts the
+    /// request's attack evidence even though it never sees the query.
+    pub inline_detection: Option<crate::inline_detect::Detection>,
 }
 
 impl AccessEvent {
@@ -149,6 +153,7 @@ mod tests {
             forwarded: false,
             tls_fingerprint: None,
             http_fingerprint: None,
+            inline_detection: None,
         }
     }
 

@@ -220,6 +220,7 @@ pub(crate) fn new_event(
         forwarded: false,
         tls_fingerprint: None,
         http_fingerprint: None,
+        inline_detection: None,
     }
 }
 
@@ -355,12 +356,11 @@ impl<E: Enforcer> Inner<E> {
                 // the request's own content, not a decision, refused it
                 draft.event.action = Action::Block;
                 draft.event.decision_id = None;
-                return self.local(
-                    crate::inline_detect::block_response(&found, &rid),
-                    draft,
-                    ctx,
-                );
+                let resp = crate::inline_detect::block_response(&found, &rid);
+                draft.event.inline_detection = Some(found);
+                return self.local(resp, draft, ctx);
             }
+            draft.event.inline_detection = Some(found);
             if verdict.action == Action::Allow {
                 verdict.action = Action::Monitor;
                 draft.event.action = Action::Monitor;

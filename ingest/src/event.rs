@@ -420,7 +420,29 @@ impl EventBatchBuilder {
             self.device.append_null();
         }
         let evidence = norm.inspect(rec);
-        if evidence.is_empty() {
+        if let Some(found) = &rec.found {
+            // the enforcement point's strong evidence first, then what the record shows
+            let mut classes: Vec<vigil_detect::AttackClass> = found.classes.clone();
+            classes.extend(evidence.classes().filter(|c| !found.classes.contains(c)));
+            for c in &classes {
+                self.attack_classes.values().append_value(c.as_str());
+            }
+            self.attack_classes.append(true);
+            for m in evidence.matches() {
+                self.attack_detectors.values().append_value(m.detector);
+            }
+            self.attack_detectors.append(true);
+            if evidence.is_empty() {
+                self.evidence.append_value(&found.description);
+            } else {
+                self.evidence.append_value(format!(
+                    "{}; {}",
+                    found.description,
+                    evidence.describe()
+                ));
+            }
+            self.evidence_strong.append_value(true);
+        } else if evidence.is_empty() {
             self.attack_classes.append(true);
             self.attack_detectors.append(true);
             self.evidence.append_null();

@@ -9,6 +9,16 @@ use std::borrow::Cow;
 
 pub type Text<'a> = Option<Cow<'a, str>>;
 
+/// Strong attack evidence an enforcement point found in parts of the request that the record
+/// does not carry (the vigil proxy's inline detection sees the query and headers; its access
+/// event keeps neither). Merged with what the normalizer's detectors find in the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundEvidence<'a> {
+    pub classes: Vec<vigil_detect::AttackClass>,
+    /// How the finder describes it: `sqli in query parameter `id` (sqli.libinjection)`.
+    pub description: Cow<'a, str>,
+}
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct AccessRecord<'a> {
     /// Request start (or log) time, UTC microseconds since the epoch.
@@ -53,6 +63,8 @@ pub struct AccessRecord<'a> {
     pub tls_fingerprint: Text<'a>,
     /// The client's HTTP fingerprint (JA4H) as the enforcement point computed it.
     pub http_fingerprint: Text<'a>,
+    /// Evidence found upstream of the log (see [`FoundEvidence`]).
+    pub found: Option<FoundEvidence<'a>>,
 }
 
 /// `None` for the placeholders gateways write for "no value"; otherwise `s` without leading
@@ -132,6 +144,10 @@ impl AccessRecord<'_> {
             enforced: o(self.enforced),
             tls_fingerprint: o(self.tls_fingerprint),
             http_fingerprint: o(self.http_fingerprint),
+            found: self.found.map(|f| FoundEvidence {
+                classes: f.classes,
+                description: Cow::Owned(f.description.into_owned()),
+            }),
         }
     }
 }

@@ -533,6 +533,7 @@ impl JsonFormat {
             enforced: text(24),
             tls_fingerprint: text(25),
             http_fingerprint: text(26),
+            found: None,
         })
     }
 }
