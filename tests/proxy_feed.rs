@@ -324,18 +324,14 @@ async fn vigil_proxy_reads_the_decisions_topic() {
     assert_eq!(blocked["route"], "/");
 }
 
-/// The whole loop in one `vigil run`: the proxy's own access events are ingested and scored,
-/// the decision goes to the proxy's table and out on `/v1/decisions/stream`, and the proxy
-/// enforces it on the next request.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vigil_run_scores_its_proxys_traffic_and_enforces_the_result() {
-    let stop = CancellationToken::new();
-    let up = upstream(stop.clone()).await;
+/// `vigil run` with its in-process proxy in front of `up` (and `extra` appended to the
+/// config), once its API answers `/readyz`.
+async fn engine_with_proxy(up: SocketAddr, extra: &str) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let (engine_port, proxy_port) = (free_port(), free_port());
     let cfg = format!(
         "data_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:{engine_port}\"\n\
-         [proxy]\nlisten = \"127.0.0.1:{proxy_port}\"\nupstream = \"http://{up}\"\nworker_threads = 1\n",
+         [proxy]\nlisten = \"127.0.0.1:{proxy_port}\"\nupstream = \"http://{up}\"\nworker_threads = 1\n{extra}",
         dir.path().join("data").display()
     );
     let path = dir.path().join("vigil.toml");
@@ -355,6 +351,17 @@ async fn vigil_run_scores_its_proxys_traffic_and_enforces_the_result() {
         _dir: dir,
     };
     wait_status(engine.admin, "/readyz", &[], 200).await;
+    engine
+}
+
+/// The whole loop in one `vigil run`: the proxy's own access events are ingested and scored,
+/// the decision goes to the proxy's table and out on `/v1/decisions/stream`, and the proxy
+/// enforces it on the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vigil_run_scores_its_proxys_traffic_and_enforces_the_result() {
+    let stop = CancellationToken::new();
+    let up = upstream(stop.clone()).await;
+    let engine = engine_with_proxy(up, "").await;
     // ordinary traffic passes
     assert_eq!(
         http_get(engine.addr, "/api/items", &[]).await.unwrap(),
@@ -426,31 +433,7 @@ async fn vigil_run_scores_its_proxys_traffic_and_enforces_the_result() {
 async fn inline_blocks_count_as_evidence_against_the_client() {
     let stop = CancellationToken::new();
     let up = upstream(stop.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (engine_port, proxy_port) = (free_port(), free_port());
-    let cfg = format!(
-        "data_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:{engine_port}\"\n\
-         [proxy]\nlisten = \"127.0.0.1:{proxy_port}\"\nupstream = \"http://{up}\"\nworker_threads = 1\n\
-         [proxy.inline_detect]\nmode = \"block\"\n",
-        dir.path().join("data").display()
-    );
-    let path = dir.path().join("vigil.toml");
-    std::fs::write(&path, cfg).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("VIGIL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("vigil run starts");
-    let engine = Proxy {
-        child,
-        addr: format!("127.0.0.1:{proxy_port}").parse().unwrap(),
-        admin: format!("127.0.0.1:{engine_port}").parse().unwrap(),
-        _dir: dir,
-    };
-    wait_status(engine.admin, "/readyz", &[], 200).await;
+    let engine = engine_with_proxy(up, "[proxy.inline_detect]\nmode = \"block\"\n").await;
     assert_eq!(
         http_get(engine.addr, "/api/items", &[]).await.unwrap(),
         (200, "ok".into())

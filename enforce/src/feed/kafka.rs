@@ -38,7 +38,12 @@ pub struct FeedContext;
 
 impl ClientContext for FeedContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        // reaching a partition's end is how the feed knows it caught up, not an error
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
+        ) {
             tracing::warn!(%error, reason, "librdkafka");
         }
     }
