@@ -225,7 +225,7 @@ pub async fn to_kafka(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, StringArray, UInt16Array};
+    use arrow::array::{Array, AsArray, StringArray, UInt16Array};
     use vigil_enforce::Action;
     use vigil_enforce::decision::UnixMicros;
 
@@ -348,24 +348,19 @@ mod tests {
         let classes = ev
             .column_by_name("attack_classes")
             .unwrap()
-            .as_any()
-            .downcast_ref::<arrow::array::ListArray>()
-            .unwrap();
+            .as_list::<i32>();
         let row = classes.value(1);
-        let row = row.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(row.iter().flatten().collect::<Vec<_>>(), ["sqli"]);
+        assert_eq!(
+            row.as_string::<i32>().iter().flatten().collect::<Vec<_>>(),
+            ["sqli"]
+        );
         assert_eq!(classes.value(0).len(), 0, "nothing found in a clean row");
         assert_eq!(
             s("evidence").value(1),
             "sqli in query parameter `id` (sqli.libinjection)"
         );
         assert_eq!(s("enforced").value(1), "block");
-        let strong = ev
-            .column_by_name("evidence_strong")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow::array::BooleanArray>()
-            .unwrap();
+        let strong = ev.column_by_name("evidence_strong").unwrap().as_boolean();
         assert!(strong.value(1) && !strong.value(0));
         // the proxy's fingerprints, as computed
         let tls = s("tls_fingerprint");

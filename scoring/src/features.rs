@@ -736,7 +736,6 @@ impl FeatureStore {
         true
     }
 
-    /// Updates subject `(kind, id)` with one observation; returns its table key.
     /// Updates subject `(kind, id)` with an event. Returns the subject's key (for
     /// [`FeatureStore::get`]) and when it was last evaluated ([`FeatureStore::mark_evaluated`]),
     /// if ever.
