@@ -68,8 +68,8 @@ use arrow::array::{
     ArrayRef, Float64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_enforce::SubjectKind;
 
@@ -208,6 +208,40 @@ pub struct Observation<'a> {
     pub ua_mismatch: bool,
 }
 
+/// The hashes of an observation's values, computed once per event for all of its subjects
+/// and windows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hashes {
+    route: Option<u64>,
+    path: Option<u64>,
+    ip: Option<u64>,
+    identity: Option<u64>,
+    session: Option<u64>,
+    agent: Option<u64>,
+    device: Option<u64>,
+    /// The numeric id at the end of the path and its route's hash (for enumeration).
+    trailing: Option<(u32, u32)>,
+}
+
+impl Hashes {
+    pub fn of(o: &Observation<'_>) -> Self {
+        let h = |v: Option<&str>| v.map(hash);
+        let route = h(o.route);
+        Self {
+            route,
+            path: h(o.path),
+            ip: h(o.ip),
+            identity: h(o.identity),
+            session: h(o.session),
+            agent: h(o.user_agent),
+            device: h(o.device),
+            trailing: route
+                .zip(o.path.and_then(trailing_id))
+                .map(|(r, id)| (r as u32, id as u32)),
+        }
+    }
+}
+
 /// Whether a request's user agent claims a browser while its fingerprints show a client that
 /// is not one: a JA4H with no `Accept-Language` or fewer than 6 headers (browsers send a dozen
 /// and their language), or a JA4 without ALPN (browsers offer `h2`/`http/1.1`). False without
@@ -235,7 +269,9 @@ pub fn ua_mismatch(user_agent: Option<&str>, tls: Option<&str>, http: Option<&st
 /// The state of one subject: a few hundred bytes, whatever its traffic.
 #[derive(Debug, Clone)]
 pub struct SubjectState {
-    pub id: Box<str>,
+    /// The subject id's 64-bit hash under its table's random seed: the state keeps no id (the
+    /// events being scored carry it).
+    key: u64,
     first_seen_us: i64,
     /// The latest event time seen; the counters are decayed to it.
     last_seen_us: i64,
@@ -278,9 +314,9 @@ fn trailing_id(path: &str) -> Option<u64> {
 }
 
 impl SubjectState {
-    fn new(id: &str, t: i64) -> Self {
+    fn new(key: u64, t: i64) -> Self {
         Self {
-            id: id.into(),
+            key,
             first_seen_us: t,
             last_seen_us: t,
             evaluated_us: i64::MIN,
@@ -342,7 +378,7 @@ impl SubjectState {
         }
     }
 
-    fn observe(&mut self, kind: SubjectKind, o: &Observation<'_>, w: &Windows) {
+    fn observe(&mut self, kind: SubjectKind, o: &Observation<'_>, h: &Hashes, w: &Windows) {
         self.decay_to(o.t_us, w);
         let values: [f32; N_COUNTERS] = [
             1.0,
@@ -377,36 +413,28 @@ impl SubjectState {
                 }
             }
         }
-        let peer = if kind == SubjectKind::Ip {
-            o.identity
-        } else {
-            o.ip
-        };
-        // a device's routes slot counts its sessions (its routes say little)
-        let routes_slot = if kind == SubjectKind::Device {
-            o.session
-        } else {
-            o.route
-        };
+        let device = kind == SubjectKind::Device;
+        let slots = [
+            // a device's routes slot counts its sessions, its paths slot its identities (its
+            // routes and paths say little)
+            (D_ROUTES, if device { h.session } else { h.route }),
+            (D_PATHS, if device { h.identity } else { h.path }),
+            (
+                D_PEERS,
+                if kind == SubjectKind::Ip {
+                    h.identity
+                } else {
+                    h.ip
+                },
+            ),
+            (D_AGENTS, h.agent),
+        ];
         for (di, half) in w.halves_us.iter().enumerate() {
             let d = &mut self.distinct[di];
-            if let Some(r) = routes_slot {
-                d.add(D_ROUTES, hash(r), o.t_us, *half);
-            }
-            // a device's paths slot counts its identities (its paths say little)
-            let paths_slot = if kind == SubjectKind::Device {
-                o.identity
-            } else {
-                o.path
-            };
-            if let Some(p) = paths_slot {
-                d.add(D_PATHS, hash(p), o.t_us, *half);
-            }
-            if let Some(p) = peer {
-                d.add(D_PEERS, hash(p), o.t_us, *half);
-            }
-            if let Some(a) = o.user_agent {
-                d.add(D_AGENTS, hash(a), o.t_us, *half);
+            for (slot, value) in slots {
+                if let Some(v) = value {
+                    d.add(slot, v, o.t_us, *half);
+                }
             }
         }
         if o.attack_classes != 0 {
@@ -440,11 +468,7 @@ impl SubjectState {
             self.iat_n = self.iat_n.saturating_add(1);
             self.last_seen_us = o.t_us;
         }
-        if let (Some(route), Some(path)) = (o.route, o.path)
-            && let Some(id) = trailing_id(path)
-        {
-            let rh = hash(route) as u32;
-            let id = id as u32;
+        if let Some((rh, id)) = h.trailing {
             if rh == self.last_id_route && id == self.last_id.wrapping_add(1) {
                 self.seq_run = self.seq_run.saturating_add(1);
             } else if !(rh == self.last_id_route && id == self.last_id) {
@@ -457,13 +481,9 @@ impl SubjectState {
             let first = self.requests_total == 0;
             // Sticky until the next evaluation, so a single request from a new place is not
             // hidden by the requests that follow it before the subject is evaluated.
-            self.new_ip |= o.ip.is_some_and(|ip| self.seen_ips.insert(hash(ip))) && !first;
-            self.new_agent |= o
-                .user_agent
-                .is_some_and(|a| self.seen_agents.insert(hash(a)))
-                && !first;
-            self.new_device |=
-                o.device.is_some_and(|d| self.seen_devices.insert(hash(d))) && !first;
+            self.new_ip |= h.ip.is_some_and(|ip| self.seen_ips.insert(ip)) && !first;
+            self.new_agent |= h.agent.is_some_and(|a| self.seen_agents.insert(a)) && !first;
+            self.new_device |= h.device.is_some_and(|d| self.seen_devices.insert(d)) && !first;
         }
         self.requests_total = self.requests_total.saturating_add(1);
     }
@@ -594,22 +614,31 @@ pub fn is_sensitive(path: &str) -> bool {
     })
 }
 
-/// All subjects of one kind: the states packed in one vector (filled front to back, so memory
-/// grows with the subjects, not with a hash table's spare buckets) and a small index from the
-/// id's 64-bit hash to the slot.
+/// States per chunk of a [`SubjectTable`]. Chunks are allocated whole and never grow, so the
+/// table's memory follows its subjects to within one chunk (a doubling vector would leave up
+/// to half its slots empty, and copy every state each time it grows).
+const CHUNK: usize = 4096;
+
+/// All subjects of one kind: the states packed in fixed-size chunks, filled front to back,
+/// and an index of slot numbers found by the subject's key (its id's hash, which the state
+/// keeps: 5 bytes a bucket instead of a map entry's 13).
 #[derive(Debug, Default)]
 pub struct SubjectTable {
-    index: HashMap<u64, u32>,
-    states: Vec<SubjectState>,
+    index: HashTable<u32>,
+    chunks: Vec<Vec<SubjectState>>,
+    len: usize,
     seed: u64,
+}
+
+fn slot_of(chunks: &[Vec<SubjectState>], i: u32) -> &SubjectState {
+    &chunks[i as usize / CHUNK][i as usize % CHUNK]
 }
 
 impl SubjectTable {
     fn new(seed: u64) -> Self {
         Self {
-            index: HashMap::new(),
-            states: Vec::new(),
             seed,
+            ..Self::default()
         }
     }
 
@@ -618,49 +647,99 @@ impl SubjectTable {
     }
 
     pub fn len(&self) -> usize {
-        self.states.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.states.is_empty()
+        self.len == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &SubjectState> {
+        self.chunks.iter().flatten()
+    }
+
+    fn slot(&self, key: u64) -> Option<u32> {
+        let chunks = &self.chunks;
+        self.index
+            .find(key, |&i| slot_of(chunks, i).key == key)
+            .copied()
+    }
+
+    fn at_mut(&mut self, i: u32) -> &mut SubjectState {
+        &mut self.chunks[i as usize / CHUNK][i as usize % CHUNK]
     }
 
     fn get(&self, key: u64) -> Option<&SubjectState> {
-        self.index.get(&key).map(|i| &self.states[*i as usize])
+        self.slot(key).map(|i| slot_of(&self.chunks, i))
     }
 
     fn get_mut(&mut self, key: u64) -> Option<&mut SubjectState> {
-        self.index.get(&key).map(|i| &mut self.states[*i as usize])
+        let i = self.slot(key)?;
+        Some(self.at_mut(i))
     }
 
-    /// The state of `key`, made for `id` at `t_us` when absent.
-    fn entry(&mut self, key: u64, id: &str, t_us: i64) -> &mut SubjectState {
-        let next = self.states.len() as u32;
-        let i = *self.index.entry(key).or_insert(next) as usize;
-        if i == self.states.len() {
-            self.states.push(SubjectState::new(id, t_us));
-        }
-        &mut self.states[i]
+    /// The state of `key`, made at `t_us` when absent.
+    fn entry(&mut self, key: u64, t_us: i64) -> &mut SubjectState {
+        let i = match self.slot(key) {
+            Some(i) => i,
+            None => {
+                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                if let Some(c) = self.chunks.last_mut() {
+                    c.push(SubjectState::new(key, t_us));
+                }
+                let i = self.len as u32;
+                self.len += 1;
+                let chunks = &self.chunks;
+                self.index
+                    .insert_unique(key, i, |&j| slot_of(chunks, j).key);
+                i
+            }
+        };
+        self.at_mut(i)
     }
 
     /// Keeps the subjects for which `keep` holds; the last state fills each hole.
     fn retain(&mut self, mut keep: impl FnMut(&SubjectState) -> bool) {
         let mut i = 0;
-        while i < self.states.len() {
-            if keep(&self.states[i]) {
+        while i < self.len {
+            let state = slot_of(&self.chunks, i as u32);
+            if keep(state) {
                 i += 1;
                 continue;
             }
-            let gone = self.states.swap_remove(i);
-            self.index.remove(&self.key(&gone.id));
-            if let Some(moved) = self.states.get(i) {
-                let k = self.key(&moved.id);
-                self.index.insert(k, i as u32);
+            let (gone, last) = (state.key, (self.len - 1) as u32);
+            let chunks = &self.chunks;
+            if let Ok(e) = self
+                .index
+                .find_entry(gone, |&j| slot_of(chunks, j).key == gone)
+            {
+                e.remove();
+            }
+            if i as u32 != last {
+                let moved = slot_of(chunks, last).key;
+                if let Some(j) = self
+                    .index
+                    .find_mut(moved, |&j| slot_of(chunks, j).key == moved)
+                {
+                    *j = i as u32;
+                }
+            }
+            let tail = self.chunks.last_mut().and_then(Vec::pop);
+            if self.chunks.last().is_some_and(Vec::is_empty) {
+                self.chunks.pop();
+            }
+            self.len -= 1;
+            if let Some(tail) = tail
+                && i < self.len
+            {
+                *self.at_mut(i as u32) = tail;
             }
         }
-        if self.states.capacity() > 2 * self.states.len() + 1024 {
-            self.states.shrink_to_fit();
-            self.index.shrink_to_fit();
+        if self.index.capacity() > 2 * self.len + 1024 {
+            let chunks = &self.chunks;
+            self.index.shrink_to_fit(|&j| slot_of(chunks, j).key);
         }
     }
 }
@@ -745,14 +824,24 @@ impl FeatureStore {
         id: &str,
         o: &Observation<'_>,
     ) -> (u64, Option<i64>) {
+        self.observe_hashed(kind, id, o, &Hashes::of(o))
+    }
+
+    /// [`FeatureStore::observe`] with the observation's hashes computed once by the caller,
+    /// for all of an event's subjects.
+    pub fn observe_hashed(
+        &mut self,
+        kind: SubjectKind,
+        id: &str,
+        o: &Observation<'_>,
+        h: &Hashes,
+    ) -> (u64, Option<i64>) {
         let t = &mut self.tables[kind_index(kind)];
+        // Two ids with one key (a 64-bit hash under a random seed) would share a state: at a
+        // million subjects, about one chance in 30 million.
         let key = t.key(id);
-        let state = t.entry(key, id, o.t_us);
-        if &*state.id != id {
-            // A 64-bit collision under a random seed: start this subject over rather than mix two.
-            *state = SubjectState::new(id, o.t_us);
-        }
-        state.observe(kind, o, &self.windows);
+        let state = t.entry(key, o.t_us);
+        state.observe(kind, o, h, &self.windows);
         let evaluated = (state.evaluated_us != i64::MIN).then_some(state.evaluated_us);
         self.since_sweep += 1;
         (key, evaluated)
@@ -768,7 +857,7 @@ impl FeatureStore {
             return None;
         }
         let t = &self.tables[kind_index(kind)];
-        t.get(t.key(id)).filter(|s| &*s.id == id)
+        t.get(t.key(id))
     }
 
     /// Records that the subject was evaluated at `t_us`, and clears what is reported once per
@@ -794,7 +883,7 @@ impl FeatureStore {
             let before = t.len();
             t.retain(|s| s.last_seen_us >= idle_before);
             if t.len() > self.cfg.max_subjects_per_kind {
-                let mut seen: Vec<i64> = t.states.iter().map(|s| s.last_seen_us).collect();
+                let mut seen: Vec<i64> = t.iter().map(|s| s.last_seen_us).collect();
                 let excess = t.len() - self.cfg.max_subjects_per_kind;
                 let (_, cut, _) = seen.select_nth_unstable(excess);
                 let cut = *cut;
@@ -1248,12 +1337,39 @@ mod tests {
     }
 
     #[test]
+    fn table_keeps_its_index_true_across_chunks() {
+        let mut t = SubjectTable::new(7);
+        let n = 3 * CHUNK as i64 + 5;
+        for i in 0..n {
+            let key = t.key(&i.to_string());
+            t.entry(key, i).requests_total = i as u32;
+        }
+        assert_eq!(t.len(), n as usize);
+        assert_eq!(t.chunks.len(), 4);
+        // drop every state whose number is not a multiple of three: the tail fills the holes
+        t.retain(|s| s.requests_total % 3 == 0);
+        assert_eq!(t.len(), (n as usize).div_ceil(3));
+        for i in 0..n {
+            let got = t.get(t.key(&i.to_string())).map(|s| s.requests_total);
+            assert_eq!(got, (i % 3 == 0).then_some(i as u32), "subject {i}");
+        }
+        assert_eq!(
+            t.chunks.len(),
+            t.len().div_ceil(CHUNK),
+            "empty chunks are freed"
+        );
+        t.retain(|_| false);
+        assert!(t.is_empty() && t.chunks.is_empty() && t.index.is_empty());
+    }
+
+    #[test]
     fn state_is_small() {
         // 320 bytes before the rare signals (step-up challenges, attack evidence, browser
         // mismatch: five counters for one window), the attack-class masks and the devices
         // seen; 352 with the last evaluation time (kept here rather than in a map of the
-        // scorer's) and the distinct sketches' 32-bit epochs. The goal is 256.
+        // scorer's) and the distinct sketches' 32-bit epochs; 344 with the id's hash instead
+        // of the id. The goal is 256.
         let size = std::mem::size_of::<SubjectState>();
-        assert!(size <= 352, "SubjectState is {size} bytes");
+        assert!(size <= 344, "SubjectState is {size} bytes");
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::ScoringError;
 use crate::features::{
-    FeatureBatchBuilder, FeatureConfig, FeatureStore, KINDS, Observation, features_schema,
+    FeatureBatchBuilder, FeatureConfig, FeatureStore, Hashes, KINDS, Observation, features_schema,
     is_sensitive, ua_mismatch,
 };
 use crate::model::{ModelMode, ModelSet, ModelsConfig};
@@ -117,6 +117,20 @@ struct Columns<'a> {
     device: &'a StringArray,
     tls_fingerprint: &'a StringArray,
     http_fingerprint: &'a StringArray,
+}
+
+impl<'a> Columns<'a> {
+    /// The id of row `i`'s subject of kind `k` (an index into [`KINDS`]), when it has one.
+    fn subject(&self, k: u8, i: usize) -> Option<&'a str> {
+        let column = match k {
+            0 => self.identity,
+            1 => self.session,
+            2 => self.ip,
+            3 => self.api_key,
+            _ => self.device,
+        };
+        text(column, i)
+    }
 }
 
 /// The attack classes of row `i` of an `attack_classes` column as a bit set (bit `n`: the
@@ -386,8 +400,9 @@ impl Scorer {
             .iter()
             .map(|_| FeatureBatchBuilder::new(self.schema.clone()))
             .collect();
-        // Subjects touched in this batch and not evaluated at their latest event.
-        let mut pending: HashMap<(u8, u64), i64> = HashMap::new();
+        // Subjects touched in this batch and not evaluated at their latest event, with that
+        // event's time and row (whose column holds the subject's id).
+        let mut pending: HashMap<(u8, u64), (i64, usize)> = HashMap::new();
         for i in 0..events.num_rows() {
             let t = c.ts.value(i);
             if in_order {
@@ -431,16 +446,10 @@ impl Scorer {
                 ),
             };
             let evidence = text(c.evidence, i);
-            let subjects = [
-                (0u8, text(c.identity, i)),
-                (1, text(c.session, i)),
-                (2, text(c.ip, i)),
-                (3, text(c.api_key, i)),
-                (4, text(c.device, i)),
-            ];
+            let hashes = Hashes::of(&o);
             let only = kinds.map(|k| k[i]);
-            for (k, id) in subjects {
-                let Some(id) = id else { continue };
+            for k in 0..KINDS.len() as u8 {
+                let Some(id) = c.subject(k, i) else { continue };
                 if only.is_some_and(|o| o != k) {
                     continue;
                 }
@@ -448,18 +457,21 @@ impl Scorer {
                 if let Some(e) = evidence {
                     self.evidence.insert((k, id.to_string()), e.to_string());
                 }
-                let (key, evaluated) = self.store.observe(kind, id, &o);
+                let (key, evaluated) = self.store.observe_hashed(kind, id, &o, &hashes);
                 let due = evaluated.is_none_or(|last| t - last >= self.eval_interval_us);
                 if due {
-                    self.evaluate_into(&mut builders[usize::from(k)], kind, key, t);
+                    self.evaluate_into(&mut builders[usize::from(k)], kind, key, id, t);
                     pending.remove(&(k, key));
                 } else {
-                    pending.insert((k, key), t);
+                    pending.insert((k, key), (t, i));
                 }
             }
         }
-        for ((k, key), t) in pending {
-            self.evaluate_into(&mut builders[usize::from(k)], KINDS[usize::from(k)], key, t);
+        for ((k, key), (t, row)) in pending {
+            if let Some(id) = c.subject(k, row) {
+                let kind = KINDS[usize::from(k)];
+                self.evaluate_into(&mut builders[usize::from(k)], kind, key, id, t);
+            }
         }
         self.store.maintain();
         if !decide {
@@ -468,15 +480,22 @@ impl Scorer {
         self.decide(builders)
     }
 
-    fn evaluate_into(&mut self, b: &mut FeatureBatchBuilder, kind: SubjectKind, key: u64, t: i64) {
+    fn evaluate_into(
+        &mut self,
+        b: &mut FeatureBatchBuilder,
+        kind: SubjectKind,
+        key: u64,
+        id: &str,
+        t: i64,
+    ) {
         if let Some(state) = self.store.get(kind, key) {
             self.store.features(kind, state, t, &mut self.values);
             if kind == SubjectKind::Ip
                 && let Some(last) = self.values.last_mut()
             {
-                *last = self.reputation.feature(&state.id);
+                *last = self.reputation.feature(id);
             }
-            b.push(kind, &state.id, t, &self.values);
+            b.push(kind, id, t, &self.values);
             self.store.mark_evaluated(kind, key, t);
         }
     }
