@@ -73,16 +73,23 @@ pub struct RawParam<'a> {
 
 /// Iterates over the `&`-separated pairs of a query string, skipping empty ones.
 pub fn query_params(query: &str) -> impl Iterator<Item = RawParam<'_>> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((name, value)) => RawParam { name, value },
-            None => RawParam {
-                name: pair,
-                value: "",
-            },
-        })
+    query_pairs(query).map(split_param)
+}
+
+/// The non-empty `&`-separated pairs of a query string, raw and whole (`name=value`).
+pub fn query_pairs(query: &str) -> impl Iterator<Item = &str> {
+    query.split('&').filter(|p| !p.is_empty())
+}
+
+/// Splits one raw pair at its first `=`; a pair without one is all name.
+pub fn split_param(pair: &str) -> RawParam<'_> {
+    match pair.split_once('=') {
+        Some((name, value)) => RawParam { name, value },
+        None => RawParam {
+            name: pair,
+            value: "",
+        },
+    }
 }
 
 /// Decodes a path segment or a whole target: percent escapes only (`+` stays `+`).

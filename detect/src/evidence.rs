@@ -154,6 +154,10 @@ pub struct Evidence {
     classes: u16,
     strong: u16,
     matches: Vec<Match>,
+    /// Every [`Evidence::push`] since the last clear, duplicates included: a part of the
+    /// request is clean only if inspecting it pushed nothing, and a duplicate (the same
+    /// detector at the same location, already found in another part) still means it was not.
+    pushes: usize,
 }
 
 impl Evidence {
@@ -167,6 +171,7 @@ impl Evidence {
         self.classes = 0;
         self.strong = 0;
         self.matches.clear();
+        self.pushes = 0;
     }
 
     /// Whether nothing was found.
@@ -220,6 +225,12 @@ impl Evidence {
         out
     }
 
+    /// How many matches were pushed since the last clear, duplicates included; unchanged
+    /// across a step means the step found nothing.
+    pub(crate) fn pushes(&self) -> usize {
+        self.pushes
+    }
+
     /// Records a match unless the same detector already fired at the same location.
     pub(crate) fn push(
         &mut self,
@@ -228,6 +239,7 @@ impl Evidence {
         detector: &'static str,
         location: impl FnOnce() -> Location,
     ) {
+        self.pushes += 1;
         let location = location();
         if self
             .matches

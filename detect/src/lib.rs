@@ -29,6 +29,13 @@
 //! 3. **Evidence** ([`Evidence`]): a bitset of [`AttackClass`]es plus the list of [`Match`]es,
 //!    each with its detector id, [`Strength`] and [`Location`].
 //!
+//! Access logs repeat the same user agents, referers, paths and parameters on line after line.
+//! Each part's inspection is a pure function of its raw bytes, so a small per-thread memo
+//! (the `memo` module: bounded, exact byte comparison, clean outcomes only) remembers the
+//! parts found clean, and stages 1 and 2 are skipped for them; a part with any finding is
+//! inspected in full every time. [`Detectors::inspect_reference`] never uses the memo, so the
+//! differential tests check the memo too.
+//!
 //! # Data files
 //!
 //! The pattern lists are plain text under `detect/patterns/` (format in the `patterns` module
@@ -44,6 +51,7 @@
 
 pub mod decode;
 mod evidence;
+mod memo;
 mod patterns;
 mod prefilter;
 pub mod reputation;
@@ -51,9 +59,11 @@ pub mod reputation;
 pub use evidence::{AttackClass, Evidence, Location, Match, Strength};
 pub use reputation::{ListFormat, ListHit, Reputation, ReputationList};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use decode::{DecodeFlags, RawParam};
+use memo::Part;
 use patterns::{PatternSet, Rule, Target};
 
 /// What went wrong building detectors or parsing a list. Every variant is a configuration or
@@ -158,6 +168,9 @@ const KNOWN_PROTOCOLS: &[&str] = &[
 pub struct Detectors {
     patterns: PatternSet,
     config: DetectConfig,
+    /// This instance's id in the per-thread memo of clean parts (see the `memo` module), so
+    /// that no instance trusts what another found clean. Never 0, never reused.
+    memo_owner: u64,
 }
 
 impl Detectors {
@@ -182,9 +195,11 @@ impl Detectors {
 
     /// The built-in pattern lists with `config`.
     pub fn with_config(config: DetectConfig) -> Result<Detectors, DetectError> {
+        static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
         Ok(Detectors {
             patterns: PatternSet::compile(patterns::BUILTIN)?,
             config,
+            memo_owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -193,8 +208,11 @@ impl Detectors {
         self.patterns.rules.len()
     }
 
-    /// Clears `out` and fills it with everything found in `req`. A clean request whose parts
-    /// need no decoding allocates nothing beyond what libinjection does internally.
+    /// Clears `out` and fills it with everything found in `req`. Parts this thread has already
+    /// seen clean (the same user agent, referer, path, parameter or target) are skipped, which
+    /// changes no finding (see the module docs); a clean request whose parts need no decoding
+    /// allocates nothing beyond what libinjection does internally and a copy of each part the
+    /// memo has not seen.
     pub fn inspect(&self, req: &Request<'_>, out: &mut Evidence) {
         self.inspect_with(req, out, Matching::Gated);
     }
@@ -208,45 +226,107 @@ impl Detectors {
         self.inspect_with(req, out, Matching::Reference);
     }
 
+    /// [`Detectors::inspect`] without the per-thread memo of clean parts: every part is
+    /// inspected in full, through the literal gate. For benchmarks and tests that measure or
+    /// check the memo. Not part of the API.
+    #[doc(hidden)]
+    pub fn inspect_unmemoized(&self, req: &Request<'_>, out: &mut Evidence) {
+        self.inspect_with(req, out, Matching::Unmemoized);
+    }
+
     fn inspect_with(&self, req: &Request<'_>, out: &mut Evidence, how: Matching) {
         out.clear();
         self.check_protocol(req, out);
 
         let (raw_path, target_query) = decode::split_target(req.target);
-
-        let mut flags = DecodeFlags::empty();
-        let path = decode::decode_path(raw_path.as_bytes(), &mut flags);
-        self.scan(how, Target::Path, &path, out, || Location::Path);
-        if might_be_xss(&path) && libinjectionrs::detect_xss(&path).is_injection() {
-            push_builtin(out, AttackClass::Xss, "xss.libinjection", || Location::Path);
-        }
-        report_flags(flags, out, || Location::Path);
+        self.unit(how, Part::Path, raw_path.as_bytes(), out, |out| {
+            self.inspect_path(how, raw_path.as_bytes(), out)
+        });
 
         let queries = [target_query, req.query.filter(|q| Some(*q) != target_query)];
         for query in queries.into_iter().flatten() {
-            for param in decode::query_params(query) {
-                self.inspect_param(how, param, out);
+            for pair in decode::query_pairs(query) {
+                self.unit(how, Part::Param, pair.as_bytes(), out, |out| {
+                    self.inspect_param(how, decode::split_param(pair), out)
+                });
             }
         }
 
         // The whole target, decoded as one string: patterns spanning path and query, and
         // parameter names (Spring4Shell's `class.module.classLoader`).
-        let mut uri_flags = DecodeFlags::empty();
-        let uri = decode::decode_path(req.target.as_bytes(), &mut uri_flags);
-        self.scan(how, Target::Uri, &uri, out, || Location::Uri);
-        if let Some(q) = req.query.filter(|q| Some(*q) != target_query) {
-            let q = decode::decode_path(q.as_bytes(), &mut uri_flags);
-            self.scan(how, Target::Uri, &q, out, || Location::Uri);
+        let uri_parts = [
+            Some(req.target),
+            req.query.filter(|q| Some(*q) != target_query),
+        ];
+        for raw in uri_parts.into_iter().flatten() {
+            self.unit(how, Part::Uri, raw.as_bytes(), out, |out| {
+                self.inspect_uri(how, raw.as_bytes(), out)
+            });
         }
 
         if let Some(ua) = req.user_agent {
-            self.inspect_header(how, Target::UserAgent, "user-agent", ua.as_bytes(), out);
+            self.unit(how, Part::UserAgent, ua.as_bytes(), out, |out| {
+                self.inspect_header(how, Target::UserAgent, "user-agent", ua.as_bytes(), out)
+            });
         }
         if let Some(referer) = req.referer {
-            let mut f = DecodeFlags::empty();
-            let referer = decode::decode_path(referer.as_bytes(), &mut f);
-            self.inspect_header(how, Target::Referer, "referer", &referer, out);
+            self.unit(how, Part::Referer, referer.as_bytes(), out, |out| {
+                let referer = decode::decode_path(referer.as_bytes(), &mut DecodeFlags::empty());
+                self.inspect_header(how, Target::Referer, "referer", &referer, out)
+            });
         }
+    }
+
+    /// Runs `inspect`, the inspection of one part of a request (a pure function of `part` and
+    /// `key`, its raw bytes), unless this thread remembers that part as clean; remembers it
+    /// when it is. The reference path never uses the memo, so the differential tests compare
+    /// memoized inspections against full ones.
+    fn unit(
+        &self,
+        how: Matching,
+        part: Part,
+        key: &[u8],
+        out: &mut Evidence,
+        inspect: impl FnOnce(&mut Evidence),
+    ) {
+        if !matches!(how, Matching::Gated) {
+            return inspect(out);
+        }
+        let owner = self.memo_owner;
+        let lookup = memo::with(|m| {
+            let probe = m.probe(owner, part, key)?;
+            Some((probe, m.is_clean(probe, owner, part, key)))
+        });
+        match lookup {
+            Some((_, true)) => {}
+            Some((probe, false)) => {
+                let before = out.pushes();
+                inspect(out);
+                if out.pushes() == before {
+                    memo::with(|m| m.remember_clean(probe, owner, part, key));
+                }
+            }
+            // Too long to remember.
+            None => inspect(out),
+        }
+    }
+
+    /// The path: decoded, matched, checked for XSS, and its decoding anomalies reported.
+    fn inspect_path(&self, how: Matching, raw_path: &[u8], out: &mut Evidence) {
+        let mut flags = DecodeFlags::empty();
+        let path = decode::decode_path(raw_path, &mut flags);
+        self.scan(how, Target::Path, &path, out, || Location::Path);
+        if might_be_xss(&path) && libinjectionrs::detect_xss(&path).is_injection() {
+            push_builtin(out, AttackClass::Xss, "xss.libinjection", || Location::Path);
+        }
+        report_flags(flags, out, || Location::Path);
+    }
+
+    /// The target (or a separately logged query) decoded as one string and matched as a URI.
+    /// Its decoding anomalies were already reported for the path and parameters.
+    fn inspect_uri(&self, how: Matching, raw: &[u8], out: &mut Evidence) {
+        let uri = decode::decode_path(raw, &mut DecodeFlags::empty());
+        self.scan(how, Target::Uri, &uri, out, || Location::Uri);
     }
 
     fn check_protocol(&self, req: &Request<'_>, out: &mut Evidence) {
@@ -345,17 +425,19 @@ impl Detectors {
     ) {
         let hit = |rule: &Rule| out.push(rule.class, rule.strength, rule.id, &location);
         match how {
-            Matching::Gated => self.patterns.scan(target, haystack, hit),
+            Matching::Gated | Matching::Unmemoized => self.patterns.scan(target, haystack, hit),
             Matching::Reference => self.patterns.scan_reference(target, haystack, hit),
         }
     }
 }
 
-/// How the pattern lists are matched: through the literal gate (production), or in full (the
-/// oracle behind [`Detectors::inspect_reference`]).
+/// How a request is inspected: through the memo of clean parts and the literal gate
+/// (production), through the gate alone, or with every list matched in full (the oracle behind
+/// [`Detectors::inspect_reference`]).
 #[derive(Debug, Clone, Copy)]
 enum Matching {
     Gated,
+    Unmemoized,
     Reference,
 }
 
@@ -416,4 +498,100 @@ fn might_be_xss(value: &[u8]) -> bool {
     value
         .iter()
         .any(|b| matches!(b, b'<' | b'>' | b'"' | b'\'' | b'`' | b':' | b'='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detectors() -> &'static Detectors {
+        static D: OnceLock<Detectors> = OnceLock::new();
+        D.get_or_init(|| Detectors::builtin().expect("builtin detectors compile"))
+    }
+
+    /// Inspects `req` with the memo and in full; they must agree. Returns the evidence.
+    #[track_caller]
+    fn same_as_reference(req: &Request<'_>) -> Evidence {
+        let (mut memoized, mut reference) = (Evidence::new(), Evidence::new());
+        detectors().inspect(req, &mut memoized);
+        detectors().inspect_reference(req, &mut reference);
+        assert_eq!(memoized.matches(), reference.matches(), "{req:?}");
+        memoized
+    }
+
+    fn get<'a>(target: &'a str, ua: &'a str, referer: Option<&'a str>) -> Request<'a> {
+        Request {
+            method: "GET",
+            target,
+            protocol: Some("HTTP/1.1"),
+            user_agent: Some(ua),
+            referer,
+            ..Request::default()
+        }
+    }
+
+    const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+    #[test]
+    fn a_repeated_attack_is_found_every_time() {
+        let req = get(
+            "/item?id=1%27%20OR%20%271%27%3D%271",
+            "sqlmap/1.8#stable",
+            None,
+        );
+        for _ in 0..3 {
+            let e = same_as_reference(&req);
+            assert!(e.has(AttackClass::Sqli) && e.has(AttackClass::ScannerUa));
+        }
+        // the same attack behind a user agent and a path already remembered clean
+        let clean = get("/item", BROWSER, Some("https://shop.example/"));
+        assert!(same_as_reference(&clean).is_empty());
+        let e = same_as_reference(&get("/item?id=1%27%20OR%20%271%27%3D%271", BROWSER, None));
+        assert!(e.has(AttackClass::Sqli));
+    }
+
+    /// With one slot every part collides with every other: what one part left in the memo
+    /// must never answer for another.
+    #[test]
+    fn colliding_parts_never_answer_for_each_other() {
+        let saved = memo::replace(memo::CleanMemo::new(1));
+        let requests = [
+            // clean as a referer, an attack as a path
+            get("/", BROWSER, Some("/.git/config")),
+            get("/.git/config", BROWSER, None),
+            // clean user agent, attack user agent, clean again
+            get("/", BROWSER, None),
+            get("/", "Mozilla/5.0 (compatible; Nmap Scripting Engine)", None),
+            get("/", BROWSER, None),
+            // a parameter whose finding duplicates another's is still not clean
+            get(
+                "/v?q=%3Cscript%3Ealert(1)%3C/script%3E&q=%3Cscript%3Ealert(1)%3C/script%3E",
+                BROWSER,
+                None,
+            ),
+            get("/v?q=%3Cscript%3Ealert(1)%3C/script%3E", BROWSER, None),
+            // the same query logged apart from the path
+            Request {
+                query: Some("q=%3Cscript%3Ealert(1)%3C/script%3E"),
+                ..get("/v", BROWSER, None)
+            },
+        ];
+        let found: Vec<bool> = requests
+            .iter()
+            .chain(requests.iter().rev())
+            .map(|r| !same_as_reference(r).is_empty())
+            .collect();
+        memo::replace(saved);
+        assert_eq!(
+            found[..requests.len()],
+            [false, true, false, true, false, true, true, true]
+        );
+    }
+
+    #[test]
+    fn instances_do_not_share_the_memo() {
+        let other = Detectors::builtin().expect("builtin detectors compile");
+        assert_ne!(other.memo_owner, detectors().memo_owner);
+        assert_ne!(other.memo_owner, 0);
+    }
 }
