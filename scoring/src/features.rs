@@ -64,6 +64,7 @@
 //! | `age_secs` | seconds since the subject was first seen |
 
 use crate::sketch::{Seen, WindowedDistinct};
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use arrow::array::{
     ArrayRef, Float64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
@@ -579,39 +580,20 @@ const SENSITIVE: &[&str] = &[
     ".tar.gz",
 ];
 
-/// The patterns by their first byte (`/`, `.`, `e`): checked only where the path has that
-/// byte, so one pass over the path, no allocation (this runs for every event).
-static BY_FIRST: std::sync::LazyLock<[Vec<&'static [u8]>; 3]> = std::sync::LazyLock::new(|| {
-    let mut by: [Vec<&'static [u8]>; 3] = Default::default();
-    for s in SENSITIVE {
-        if let Some(i) = trigger(s.as_bytes()[0]) {
-            by[i].push(s.as_bytes());
-        }
-    }
-    by
+/// The sensitive paths as one case-insensitive automaton: a single pass over the path,
+/// whatever the number of patterns (this runs for every event; comparing each pattern at
+/// each `/` of the path cost a sixth of the scoring thread).
+static SENSITIVE_PATHS: std::sync::LazyLock<AhoCorasick> = std::sync::LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(SENSITIVE)
+        .expect("the sensitive paths make an automaton")
 });
-
-fn trigger(b: u8) -> Option<usize> {
-    match b {
-        b'/' => Some(0),
-        b'.' => Some(1),
-        b'e' | b'E' => Some(2),
-        _ => None,
-    }
-}
 
 /// Whether `path` contains one of the sensitive paths above (case-insensitive).
 pub fn is_sensitive(path: &str) -> bool {
-    let p = path.as_bytes();
-    let by = &*BY_FIRST;
-    p.iter().enumerate().any(|(i, b)| {
-        trigger(*b).is_some_and(|t| {
-            by[t].iter().any(|s| {
-                p.get(i..i + s.len())
-                    .is_some_and(|w| w.eq_ignore_ascii_case(s))
-            })
-        })
-    })
+    SENSITIVE_PATHS.is_match(path)
 }
 
 /// States per chunk of a [`SubjectTable`]. Chunks are allocated whole and never grow, so the
