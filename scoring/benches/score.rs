@@ -260,16 +260,24 @@ fn report(events: usize) {
     );
 }
 
+/// Feature rows (evaluations: each is one inference per model) per event of the bench traffic.
+fn rows_per_event(batches: &[RecordBatch]) -> f64 {
+    let mut scorer = Scorer::new(&scoring_config(false)).expect("scorer");
+    let mut rows = 0;
+    for b in batches {
+        let out = scorer.score_batch(b).expect("scores");
+        rows += out.features.iter().map(|f| f.num_rows()).sum::<usize>();
+    }
+    let events: usize = batches.iter().map(|b| b.num_rows()).sum();
+    rows as f64 / events as f64
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
     c.final_summary();
-    let events = {
-        let data = lines();
-        parse(&mut parser(), &chunks(&data))
-            .iter()
-            .map(|b| b.num_rows())
-            .sum()
-    };
+    let batches = parse(&mut parser(), &chunks(&lines()));
+    let events = batches.iter().map(|b| b.num_rows()).sum();
     report(events);
+    println!("feature rows per event: {:.2}", rows_per_event(&batches));
 }
