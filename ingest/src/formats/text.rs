@@ -52,12 +52,20 @@ pub fn tokenize(line: &str) -> Result<Tokens<'_>, String> {
             b'"' => {
                 let start = i + 1;
                 let mut j = start;
-                while j < b.len() && b[j] != b'"' {
-                    // Envoy and Traefik escape with backslashes; NGINX writes \xHH.
-                    j += if b[j] == b'\\' { 2 } else { 1 };
-                }
-                if j >= b.len() {
-                    return Err(format!("unterminated quote at column {i}"));
+                // Envoy and Traefik escape with backslashes (NGINX writes \xHH): a backslash
+                // takes the next byte with it, quote or not.
+                loop {
+                    let Some(k) = b
+                        .get(j..)
+                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                    else {
+                        return Err(format!("unterminated quote at column {i}"));
+                    };
+                    j += k;
+                    if b[j] == b'"' {
+                        break;
+                    }
+                    j += 2;
                 }
                 i = j + 1;
                 Tok::Quoted(&line[start..j])
@@ -72,9 +80,7 @@ pub fn tokenize(line: &str) -> Result<Tokens<'_>, String> {
             }
             _ => {
                 let start = i;
-                while i < b.len() && b[i] != b' ' && b[i] != b'\t' {
-                    i += 1;
-                }
+                i = memchr::memchr2(b' ', b'\t', &b[start..]).map_or(b.len(), |k| start + k);
                 Tok::Bare(&line[start..i])
             }
         };
@@ -229,6 +235,12 @@ mod tests {
         assert!(tokenize(r#"a "b"#).is_err());
         assert!(tokenize(r#"a [b"#).is_err());
         assert!(tokenize(r#"a "b\"#).is_err());
+        // an escaped backslash ends no quote, an escaped quote neither
+        let t = tokenize(r#""x\\" "\"" y"#).unwrap();
+        assert_eq!(
+            &t[..],
+            &[Tok::Quoted(r#"x\\"#), Tok::Quoted(r#"\""#), Tok::Bare("y")]
+        );
         assert!(tokenize(&"x ".repeat(MAX_TOKENS + 1)).is_err());
     }
 
