@@ -22,6 +22,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use vigil_detect::AttackClass;
@@ -199,8 +200,37 @@ pub struct Scorer {
     /// The latest attack evidence in words per (kind index, subject) of the batch being
     /// scored, for the reasons of decisions it leads to.
     evidence: HashMap<(u8, String), String>,
+    /// Subjects touched in the batch being scored and not evaluated at their latest event,
+    /// with that event's time and row (whose column holds the subject's id); kept between
+    /// batches for its capacity.
+    pending: HashMap<(u8, u64), (i64, usize), BuildHasherDefault<KeyHasher>>,
     reputation: crate::reputation::Reputations,
     pub events_scored: u64,
+}
+
+/// Hashes a `(kind, key)` pair whose key is already a seeded 64-bit hash of the subject's id
+/// ([`FeatureStore::observe`]): mixing the kind in is all there is left to do.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.0 ^= u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Scorer {
@@ -226,6 +256,7 @@ impl Scorer {
             eval_interval_us: cfg.eval_interval_secs as i64 * 1_000_000,
             values: Vec::new(),
             evidence: HashMap::new(),
+            pending: HashMap::default(),
             reputation: crate::reputation::Reputations::load(&cfg.reputation)?,
             events_scored: 0,
         })
@@ -400,9 +431,8 @@ impl Scorer {
             .iter()
             .map(|_| FeatureBatchBuilder::new(self.schema.clone()))
             .collect();
-        // Subjects touched in this batch and not evaluated at their latest event, with that
-        // event's time and row (whose column holds the subject's id).
-        let mut pending: HashMap<(u8, u64), (i64, usize)> = HashMap::new();
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.clear();
         for i in 0..events.num_rows() {
             let t = c.ts.value(i);
             if in_order {
@@ -467,12 +497,13 @@ impl Scorer {
                 }
             }
         }
-        for ((k, key), (t, row)) in pending {
+        for (&(k, key), &(t, row)) in &pending {
             if let Some(id) = c.subject(k, row) {
                 let kind = KINDS[usize::from(k)];
                 self.evaluate_into(&mut builders[usize::from(k)], kind, key, id, t);
             }
         }
+        self.pending = pending;
         self.store.maintain();
         if !decide {
             return Ok(ScoringOutput::default());
