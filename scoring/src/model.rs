@@ -280,7 +280,7 @@ impl Default for ExplainSpec {
 }
 
 /// Where one model input comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Source {
     /// Column index in the feature batch.
     Column(usize),
@@ -507,6 +507,12 @@ impl Model {
 
     /// Appends the model's input rows for a feature batch of subjects of `kind` to `rows`
     /// (row-major, [`Model::width`] values per row), missing values filled.
+    /// Whether `other` gathers exactly the same input rows from a feature batch (the same
+    /// columns in the same order, the same fill values), so one gathering serves both.
+    pub fn same_inputs(&self, other: &Model) -> bool {
+        self.sources == other.sources && self.fill == other.fill
+    }
+
     pub fn gather(
         &self,
         kind: SubjectKind,

@@ -534,15 +534,23 @@ impl Scorer {
     /// Runs every model that scores `kind` over the kind's feature rows, leaving the inputs in
     /// `model_rows` and the scores in `model_scores` (empty for models that skip the kind).
     fn run_models(&mut self, kind: SubjectKind, batch: &RecordBatch) -> Result<(), ScoringError> {
-        for (i, m) in self.models.models.iter().enumerate() {
-            let rows = &mut self.model_rows[i];
+        let models = &self.models.models;
+        for (i, m) in models.iter().enumerate() {
+            let (done, rest) = self.model_rows.split_at_mut(i);
+            let rows = &mut rest[0];
             let scores = &mut self.model_scores[i];
             rows.clear();
             scores.clear();
-            if m.scores_kind(kind) {
-                m.gather(kind, batch, rows)?;
-                m.predict(rows, scores)?;
+            if !m.scores_kind(kind) {
+                continue;
             }
+            // The built-in models read the same inputs: gather them once.
+            let twin = (0..i).find(|&j| models[j].scores_kind(kind) && models[j].same_inputs(m));
+            match twin {
+                Some(j) => rows.extend_from_slice(&done[j]),
+                None => m.gather(kind, batch, rows)?,
+            }
+            m.predict(rows, scores)?;
         }
         Ok(())
     }

@@ -211,3 +211,25 @@ fn model_directories_and_overrides_are_checked_when_the_scorer_starts() {
     let cfg: ScoringConfig = toml::from_str("[models]\nenabled = false\n").unwrap();
     assert!(Scorer::new(&cfg).unwrap().models().is_empty());
 }
+
+#[test]
+fn the_built_in_models_share_their_inputs_and_a_changed_fill_parts_them() {
+    // The scorer gathers the inputs of models that read the same columns with the same fill
+    // values once; the built-in ones do.
+    let set = ModelSet::load(&ModelsConfig::default(), &schema()).unwrap();
+    assert!(set.models[1].same_inputs(&set.models[0]));
+    let (manifest, onnx) = abuse_parts();
+    let plain = load(&manifest, &onnx).unwrap();
+    assert!(plain.same_inputs(&set.models[0]) || plain.same_inputs(&set.models[1]));
+    let refilled = manifest.replacen(
+        "fill = { interval_cv = 1.0 }",
+        "fill = { interval_cv = 2.0 }",
+        1,
+    );
+    assert_ne!(
+        refilled, manifest,
+        "the manifest has the fill this test changes"
+    );
+    let other = load(&refilled, &onnx).unwrap();
+    assert!(!other.same_inputs(&plain));
+}
