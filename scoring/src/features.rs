@@ -608,7 +608,6 @@ const CHUNK: usize = 4096;
 pub struct SubjectTable {
     index: HashTable<u32>,
     chunks: Vec<Vec<SubjectState>>,
-    len: usize,
     seed: u64,
 }
 
@@ -628,12 +627,15 @@ impl SubjectTable {
         xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), self.seed)
     }
 
+    /// Every chunk but the last is full.
     pub fn len(&self) -> usize {
-        self.len
+        self.chunks
+            .last()
+            .map_or(0, |c| (self.chunks.len() - 1) * CHUNK + c.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.chunks.is_empty()
     }
 
     fn iter(&self) -> impl Iterator<Item = &SubjectState> {
@@ -671,8 +673,7 @@ impl SubjectTable {
                 if let Some(c) = self.chunks.last_mut() {
                     c.push(SubjectState::new(key, t_us));
                 }
-                let i = self.len as u32;
-                self.len += 1;
+                let i = (self.len() - 1) as u32;
                 let chunks = &self.chunks;
                 self.index
                     .insert_unique(key, i, |&j| slot_of(chunks, j).key);
@@ -685,13 +686,13 @@ impl SubjectTable {
     /// Keeps the subjects for which `keep` holds; the last state fills each hole.
     fn retain(&mut self, mut keep: impl FnMut(&SubjectState) -> bool) {
         let mut i = 0;
-        while i < self.len {
+        while i < self.len() {
             let state = slot_of(&self.chunks, i as u32);
             if keep(state) {
                 i += 1;
                 continue;
             }
-            let (gone, last) = (state.key, (self.len - 1) as u32);
+            let (gone, last) = (state.key, (self.len() - 1) as u32);
             let chunks = &self.chunks;
             if let Ok(e) = self
                 .index
@@ -712,14 +713,13 @@ impl SubjectTable {
             if self.chunks.last().is_some_and(Vec::is_empty) {
                 self.chunks.pop();
             }
-            self.len -= 1;
             if let Some(tail) = tail
-                && i < self.len
+                && i < self.len()
             {
                 *self.at_mut(i as u32) = tail;
             }
         }
-        if self.index.capacity() > 2 * self.len + 1024 {
+        if self.index.capacity() > 2 * self.len() + 1024 {
             let chunks = &self.chunks;
             self.index.shrink_to_fit(|&j| slot_of(chunks, j).key);
         }
