@@ -80,6 +80,12 @@ struct Summary {
     /// Subjects tracked at the end, by kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     subjects_tracked: Option<BTreeMap<&'static str, usize>>,
+    /// Of those, the subjects seen once (kept as their one event, not a full state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subjects_seen_once: Option<usize>,
+    /// Bytes held by the feature state of the tracked subjects, index included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feature_state_bytes: Option<usize>,
 }
 
 /// Scoring during a replay: the scorer, decision counts and the decisions file.
@@ -364,6 +370,8 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                 .map(|(k, n)| (k.as_str(), n))
                 .collect()
         }),
+        subjects_seen_once: scoring.as_ref().map(|s| s.scorer.store().seen_once()),
+        feature_state_bytes: scoring.as_ref().map(|s| s.scorer.store().bytes()),
     };
     match args.output {
         Output::Json => println!("{}", serde_json::to_string(&summary)?),

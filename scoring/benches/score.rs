@@ -186,8 +186,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// Bytes allocated per tracked subject with one million IP subjects in the feature store.
-fn bytes_per_subject() -> f64 {
+/// Bytes allocated per tracked subject with one million IP subjects in the feature store,
+/// each seen `times` times (once: kept as its event; more: a full state).
+fn bytes_per_subject(times: usize) -> f64 {
     const N: usize = 1_000_000;
     let ids: Vec<String> = (0..N)
         .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
@@ -198,7 +199,7 @@ fn bytes_per_subject() -> f64 {
         ..Default::default()
     })
     .expect("feature config");
-    for (i, id) in ids.iter().enumerate() {
+    for (i, id) in ids.iter().enumerate().cycle().take(times * N) {
         let o = Observation {
             t_us: 1_790_000_000_000_000 + i as i64,
             status: 200,
@@ -212,6 +213,7 @@ fn bytes_per_subject() -> f64 {
         store.observe(SubjectKind::Ip, id, &o);
     }
     assert_eq!(store.tracked()[2], N);
+    assert_eq!(store.seen_once(), if times == 1 { N } else { 0 });
     let after = ALLOCATED.load(Ordering::Relaxed);
     let per = (after - before) as f64 / N as f64;
     drop(store);
@@ -254,9 +256,12 @@ fn report(events: usize) {
         }
     }
     println!(
-        "subject state: {} bytes (struct); {:.0} bytes allocated per subject with 1,000,000 subjects",
+        "subject state: {} bytes (struct), {} for a subject seen once; bytes allocated per \
+         subject with 1,000,000 subjects: {:.0} seen once, {:.0} seen twice",
         std::mem::size_of::<vigil_scoring::features::SubjectState>(),
-        bytes_per_subject()
+        std::mem::size_of::<vigil_scoring::features::FirstSeen>(),
+        bytes_per_subject(1),
+        bytes_per_subject(2)
     );
 }
 

@@ -9,7 +9,7 @@
 
 use crate::ScoringError;
 use crate::features::{
-    FeatureBatchBuilder, FeatureConfig, FeatureStore, Hashes, KINDS, Observation, features_schema,
+    Event, FeatureBatchBuilder, FeatureConfig, FeatureStore, KINDS, Observation, features_schema,
     is_sensitive, ua_mismatch,
 };
 use crate::model::{ModelMode, ModelSet, ModelsConfig};
@@ -311,7 +311,7 @@ impl Scorer {
         let mut values = Vec::new();
         let t = self.store.watermark_us().max(state.last_seen_us());
         let last_seen_us = state.last_seen_us();
-        self.store.features(kind, state, t, &mut values);
+        self.store.features(kind, &state, t, &mut values);
         if kind == SubjectKind::Ip
             && let Some(last) = values.last_mut()
         {
@@ -476,7 +476,7 @@ impl Scorer {
                 ),
             };
             let evidence = text(c.evidence, i);
-            let hashes = Hashes::of(&o);
+            let event = Event::of(&o);
             let only = kinds.map(|k| k[i]);
             for k in 0..KINDS.len() as u8 {
                 let Some(id) = c.subject(k, i) else { continue };
@@ -487,7 +487,7 @@ impl Scorer {
                 if let Some(e) = evidence {
                     self.evidence.insert((k, id.to_string()), e.to_string());
                 }
-                let (key, evaluated) = self.store.observe_hashed(kind, id, &o, &hashes);
+                let (key, evaluated) = self.store.observe_event(kind, id, &event);
                 let due = evaluated.is_none_or(|last| t - last >= self.eval_interval_us);
                 if due {
                     self.evaluate_into(&mut builders[usize::from(k)], kind, key, id, t);
@@ -520,7 +520,7 @@ impl Scorer {
         t: i64,
     ) {
         if let Some(state) = self.store.get(kind, key) {
-            self.store.features(kind, state, t, &mut self.values);
+            self.store.features(kind, &state, t, &mut self.values);
             if kind == SubjectKind::Ip
                 && let Some(last) = self.values.last_mut()
             {
