@@ -1647,6 +1647,89 @@ mod tests {
     }
 
     #[test]
+    fn the_tiers_agree_with_full_states_on_random_traffic() {
+        // 20,000 events of three kinds of subjects, 300 of each coming back often and
+        // thousands that mostly come once, with late events and evaluations at random: every
+        // subject's features, read back after each event, are those of a full state kept
+        // from its first event.
+        let mut s = store();
+        let w = s.windows().clone();
+        let mut reference: std::collections::HashMap<(SubjectKind, u64), SubjectState> =
+            std::collections::HashMap::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let kinds = [SubjectKind::Identity, SubjectKind::Ip, SubjectKind::Device];
+        let paths = [
+            "/api/items/1",
+            "/api/items/2",
+            "/login",
+            "/.env",
+            "/api/items/3",
+        ];
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        let mut t_us = 1_000_000_000_i64;
+        for _ in 0..20_000 {
+            t_us += next(2_000_000) as i64;
+            let late = next(10) == 0;
+            let ids = [
+                format!("10.0.0.{}", next(40)),
+                format!("user-{}", next(30)),
+                format!("ua-{}", next(5)),
+            ];
+            let mut o = obs(
+                0.0,
+                [200, 401, 404, 500][next(4) as usize],
+                paths[next(5) as usize],
+                &ids[0],
+            );
+            o.t_us = if late {
+                t_us - next(20_000_000) as i64
+            } else {
+                t_us
+            };
+            o.identity = (next(3) > 0).then_some(ids[1].as_str());
+            o.user_agent = Some(ids[2].as_str());
+            o.attack_classes = if next(20) == 0 { 1 << next(6) } else { 0 };
+            let kind = kinds[next(3) as usize];
+            // one subject in five from a pool so large that most of them come once
+            let id = match next(5) {
+                0 => format!("{kind:?}-rare-{}", next(1_000_000)),
+                _ => format!("{kind:?}-{}", next(300)),
+            };
+            let e = Event::of(&o);
+            let (key, evaluated) = s.observe_event(kind, &id, &e);
+            let full = reference
+                .entry((kind, key))
+                .or_insert_with(|| SubjectState::new(key, o.t_us));
+            full.observe(kind, &e, &w);
+            let want_evaluated = (full.evaluated_us != i64::MIN).then_some(full.evaluated_us);
+            assert_eq!(evaluated, want_evaluated);
+            let at = o.t_us.max(t_us) + next(60_000_000) as i64;
+            s.features(kind, &s.get(kind, key).unwrap(), at, &mut got);
+            s.features(kind, full, at, &mut want);
+            assert_eq!(got, want, "{kind:?} {id}");
+            if next(3) == 0 {
+                s.mark_evaluated(kind, key, o.t_us);
+                full.evaluated_us = o.t_us;
+                full.new_ip = false;
+                full.new_agent = false;
+                full.new_device = false;
+            }
+        }
+        let once = reference.values().filter(|f| f.requests_total == 1).count();
+        assert_eq!(s.seen_once(), once);
+        assert!(
+            once > 0 && once < reference.len(),
+            "both tiers are exercised"
+        );
+    }
+
+    #[test]
     fn state_is_small() {
         // 320 bytes before the rare signals (step-up challenges, attack evidence, browser
         // mismatch: five counters for one window), the attack-class masks and the devices
