@@ -738,10 +738,10 @@ impl<T> Chunked<T> {
 }
 
 /// A subject seen once: its key, its one event, and when it was evaluated, in 56 bytes
-/// instead of a state's 344. Most subjects of an exposed API are seen once (a scanner's
-/// probe, a crawler's page, an address that rotates away), and a million of them would
-/// otherwise take a full state each. The second event makes the full state by replaying the
-/// first, so every feature is the same as if the state had been kept from the start.
+/// instead of a state's 344. Many subjects come once (a scanner's probe, a crawler's page, an
+/// address that rotates away), and a million of them would otherwise take a full state each.
+/// The second event makes the full state by replaying the first, so every feature is the
+/// same as if the state had been kept from the start.
 #[derive(Debug, Clone, Copy)]
 pub struct FirstSeen {
     key: u64,
