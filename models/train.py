@@ -61,8 +61,8 @@ HELDOUT_RUNS = [
 READ_FORMAT = {"json": "json", "nginx-json": "nginx-json", "kong": "kong"}
 FILL = {"interval_cv": 1.0}  # a missing regularity reads as human-irregular; others: 0.0
 NEG_ROWS = 250_000  # benign rows kept for fitting the classifier
-ABUSE_VERSION = 2
-ANOMALY_VERSION = 2
+ABUSE_VERSION = 3
+ANOMALY_VERSION = 3
 GOLDEN_ROWS = 64
 
 

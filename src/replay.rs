@@ -83,6 +83,10 @@ struct Summary {
     /// Of those, the subjects seen once (kept as their one event, not a full state).
     #[serde(skip_serializing_if = "Option::is_none")]
     subjects_seen_once: Option<usize>,
+    /// Of the others, the subjects with a record of rare signals (attack evidence, step-up
+    /// challenges, browser mismatches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subjects_with_rare_signals: Option<usize>,
     /// Bytes held by the feature state of the tracked subjects, index included.
     #[serde(skip_serializing_if = "Option::is_none")]
     feature_state_bytes: Option<usize>,
@@ -371,6 +375,9 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                 .collect()
         }),
         subjects_seen_once: scoring.as_ref().map(|s| s.scorer.store().seen_once()),
+        subjects_with_rare_signals: scoring
+            .as_ref()
+            .map(|s| s.scorer.store().with_rare_signals()),
         feature_state_bytes: scoring.as_ref().map(|s| s.scorer.store().bytes()),
     };
     match args.output {

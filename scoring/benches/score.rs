@@ -188,7 +188,10 @@ fn bench(c: &mut Criterion) {
 
 /// Bytes allocated per tracked subject with one million IP subjects in the feature store,
 /// each seen `times` times (once: kept as its event; more: a full state).
-fn bytes_per_subject(times: usize) -> f64 {
+/// Bytes allocated per subject for a million IP subjects each seen `times` times, their
+/// requests carrying attack evidence or not (a subject with rare signals keeps a record of
+/// them besides its state).
+fn bytes_per_subject(times: usize, evidence: bool) -> f64 {
     const N: usize = 1_000_000;
     let ids: Vec<String> = (0..N)
         .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
@@ -208,12 +211,15 @@ fn bytes_per_subject(times: usize) -> f64 {
             path: Some("/api/items/7"),
             ip: Some(id),
             user_agent: Some("bench/1"),
+            attack_classes: u16::from(evidence),
             ..Default::default()
         };
         store.observe(SubjectKind::Ip, id, &o);
     }
     assert_eq!(store.tracked()[2], N);
     assert_eq!(store.seen_once(), if times == 1 { N } else { 0 });
+    let rare = if evidence && times > 1 { N } else { 0 };
+    assert_eq!(store.with_rare_signals(), rare);
     let after = ALLOCATED.load(Ordering::Relaxed);
     let per = (after - before) as f64 / N as f64;
     drop(store);
@@ -257,11 +263,13 @@ fn report(events: usize) {
     }
     println!(
         "subject state: {} bytes (struct), {} for a subject seen once; bytes allocated per \
-         subject with 1,000,000 subjects: {:.0} seen once, {:.0} seen twice",
+         subject with 1,000,000 subjects: {:.0} seen once, {:.0} seen twice, {:.0} seen \
+         twice with attack evidence",
         std::mem::size_of::<vigil_scoring::features::SubjectState>(),
         std::mem::size_of::<vigil_scoring::features::FirstSeen>(),
-        bytes_per_subject(1),
-        bytes_per_subject(2)
+        bytes_per_subject(1, false),
+        bytes_per_subject(2, false),
+        bytes_per_subject(2, true)
     );
 }
 
