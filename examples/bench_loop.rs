@@ -10,8 +10,8 @@
 //! bench_loop latency --via kafka|http --api URL --source NAME --proxy HOST:PORT --trials N
 //!     per trial a fresh client IP sends two SQL injection requests (as log lines, to Kafka or
 //!     to POST /v1/ingest); the proxy is polled as that IP until it answers 403.
-//! bench_loop subjects --api URL --source NAME --pid PID --subjects N
-//!     the engine's anonymous RSS before and after N lines from N new client IPs.
+//! bench_loop subjects --api URL --source NAME --pid PID --subjects N [--visits V]
+//!     the engine's anonymous RSS before and after V lines from each of N new client IPs.
 //! ```
 
 use anyhow::{Context, Result, bail, ensure};
@@ -106,6 +106,10 @@ enum Command {
         pid: u32,
         #[arg(long, default_value_t = 500_000)]
         subjects: usize,
+        /// Lines from each new address (1: subjects seen once, kept as their one event; 2 or
+        /// more: full states).
+        #[arg(long, default_value_t = 2)]
+        visits: usize,
         /// Lines per POST.
         #[arg(long, default_value_t = 25_000)]
         chunk: usize,
@@ -192,8 +196,9 @@ fn main() -> Result<()> {
                 source,
                 pid,
                 subjects,
+                visits,
                 chunk,
-            } => memory_per_subject(&Http::new(&api), &source, pid, subjects, chunk).await,
+            } => memory_per_subject(&Http::new(&api), &source, pid, subjects, visits, chunk).await,
         }
     })?;
     println!("{out}");
@@ -789,27 +794,32 @@ async fn memory_per_subject(
     source: &str,
     pid: u32,
     n: usize,
+    visits: usize,
     chunk: usize,
 ) -> Result<String> {
     ensure!(n > 0 && n < 1 << 22, "--subjects must be within 1..4194304");
+    ensure!((1..=16).contains(&visits), "--visits must be within 1..16");
+    let lines = n * visits;
     // The same number of lines first, from 1,000 addresses: the batches, buffers and
-    // allocator arenas of N lines are in place before the baseline is taken.
+    // allocator arenas of that many lines are in place before the baseline is taken.
     let old = |i: usize| format!("10.0.{}.{}", i % 1000 / 250, i % 250 + 1);
     let new = |i: usize| format!("10.{}.{}.{}", 64 + i / 62_500, i / 250 % 250, i % 250 + 1);
-    push(http, source, n, chunk, old).await?;
+    push(http, source, lines, chunk, old).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (anon0, rss0) = rss(pid)?;
     let events0 = http.metrics().await?.events(source);
-    push(http, source, n, chunk, new).await?;
+    // every new address once, then every one again, ...
+    push(http, source, lines, chunk, |i| new(i % n)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (anon1, rss1) = rss(pid)?;
     let events = http.metrics().await?.events(source) - events0;
-    ensure!(events == n as u64, "{events} events of {n} lines");
+    ensure!(events == lines as u64, "{events} events of {lines} lines");
     for ip in [new(0), new(n / 2), new(n - 1)] {
         ensure!(tracked(http, &ip).await?, "{ip} is not tracked");
     }
     Ok(json!({
         "subjects": n,
+        "visits": visits,
         "rss_anon_before": anon0,
         "rss_anon_after": anon1,
         "rss_before": rss0,

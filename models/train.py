@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,8 @@ HELDOUT_RUNS = [
 READ_FORMAT = {"json": "json", "nginx-json": "nginx-json", "kong": "kong"}
 FILL = {"interval_cv": 1.0}  # a missing regularity reads as human-irregular; others: 0.0
 NEG_ROWS = 250_000  # benign rows kept for fitting the classifier
-ABUSE_VERSION = 3
-ANOMALY_VERSION = 3
+ABUSE_VERSION = 2
+ANOMALY_VERSION = 2
 GOLDEN_ROWS = 64
 
 
@@ -322,17 +323,46 @@ def write_golden(path, session, x, rng):
     }, indent=None) + "\n")
 
 
+def evaluate_existing(vigil, work, out):
+    """Scores the held-out runs, as this vigil computes their features, with the models in
+    `out` as they are (manifest inputs and thresholds, ONNX graph) and rewrites their EVAL.md;
+    nothing is trained. For a feature change that the models need not be retrained for."""
+    held = pd.concat([simulate_and_extract(vigil, work, r) for r in HELDOUT_RUNS],
+                     ignore_index=True)
+    for name, threshold_name in [("abuse", "step_up"), ("anomaly", "monitor")]:
+        d = out / name
+        manifest = tomllib.loads((d / "model.toml").read_text())
+        inputs = manifest["input"]["features"]
+        assert inputs[:len(KIND_INPUTS)] == KIND_INPUTS, f"{name}: kind inputs first"
+        session = ort.InferenceSession(str(d / manifest["onnx"]),
+                                       providers=["CPUExecutionProvider"])
+        scores = run_model(session, input_matrix(held, inputs[len(KIND_INPUTS):]))
+        old = (d / "EVAL.md").read_text().splitlines()
+        kept = [line for line in old if line.startswith("Suggested ")]
+        report = evaluate(name, manifest["version"], held, scores,
+                          manifest["thresholds"][threshold_name], threshold_name, d / "EVAL.md")
+        with open(d / "EVAL.md", "a") as f:
+            f.writelines(line + "\n" for line in kept)
+        print("\n".join(report), file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vigil", required=True, help="path to the vigil binary")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent),
                     help="models directory (default: this script's)")
     ap.add_argument("--work", help="scratch directory (kept; reused when it holds the runs)")
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="rewrite the EVAL.md of the models in --out on the held-out runs, "
+                         "as this vigil computes their features; train nothing")
     args = ap.parse_args()
     vigil = os.path.abspath(args.vigil)
     out = Path(args.out)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vigil-train-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.evaluate_only:
+        evaluate_existing(vigil, work, out)
+        return
     rng = np.random.default_rng(SEED)
 
     train = pd.concat([simulate_and_extract(vigil, work, r) for r in TRAIN_RUNS],
