@@ -194,6 +194,8 @@ pub struct EventBatchBuilder {
     evidence_strong: BooleanBuilder,
     scratch: String,
     len: usize,
+    /// Rows the builders are sized for, again after each [`EventBatchBuilder::finish`].
+    capacity: usize,
 }
 
 /// Lowercase hex of a 128-bit id, without the formatting machinery (once per event).
@@ -294,6 +296,7 @@ impl EventBatchBuilder {
             evidence_strong: BooleanBuilder::with_capacity(n),
             scratch: String::new(),
             len: 0,
+            capacity: n,
         }
     }
 
@@ -503,7 +506,11 @@ impl EventBatchBuilder {
             Arc::new(self.evidence.finish()),
             Arc::new(self.evidence_strong.finish()),
         ];
-        self.len = 0;
+        // Arrow's builders start again empty; sized again, they fill the next batch without
+        // growing (and copying) their buffers step by step.
+        let scratch = std::mem::take(&mut self.scratch);
+        *self = Self::with_capacity(self.capacity);
+        self.scratch = scratch;
         // The builders and the schema are written together above; a mismatch is a bug here,
         // not bad input.
         RecordBatch::try_new(events_schema(), columns).expect("event builders match the schema")
