@@ -635,12 +635,12 @@ impl Rare {
     }
 }
 
-/// A tracked subject as its features are read: its state and its rare signals (none when it
-/// has had none), each borrowed from its table or made for the occasion.
+/// A tracked subject as its features are read: its state, borrowed from its table or made for
+/// the occasion, and a copy of its rare signals (none when it has had none).
 #[derive(Debug, Clone)]
 pub struct Subject<'a> {
     state: Cow<'a, SubjectState>,
-    rare: Cow<'a, Rare>,
+    rare: Rare,
 }
 
 impl Subject<'_> {
@@ -648,7 +648,7 @@ impl Subject<'_> {
     fn new(key: u64, t_us: i64) -> Subject<'static> {
         Subject {
             state: Cow::Owned(SubjectState::new(key, t_us)),
-            rare: Cow::Owned(Rare::default()),
+            rare: Rare::default(),
         }
     }
 
@@ -661,7 +661,7 @@ impl Subject<'_> {
         let state = self.state.to_mut();
         state.observe(kind, e, w);
         if e.is_rare() {
-            self.rare.to_mut().observe(e, w);
+            self.rare.observe(e, w);
             state.flags |= S_RARE;
         }
     }
@@ -1007,7 +1007,7 @@ impl SubjectTable {
                 s.observe(kind, e, w);
                 let evaluated = s.state.evaluated_us;
                 if s.state.flag(S_RARE) {
-                    *self.rare_mut(key) = *s.rare;
+                    *self.rare_mut(key) = s.rare;
                 }
                 let i = self.states.push(s.state.into_owned());
                 self.repoint(key, i);
@@ -1028,7 +1028,7 @@ impl SubjectTable {
             .flag(S_RARE)
             .then(|| self.rare.find(key, |(k, _)| *k == key))
             .flatten()
-            .map_or(Cow::Owned(Rare::default()), |(_, r)| Cow::Borrowed(r));
+            .map_or_else(Rare::default, |(_, r)| *r);
         Some(Subject {
             state: Cow::Borrowed(state),
             rare,
