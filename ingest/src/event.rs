@@ -194,7 +194,7 @@ pub struct EventBatchBuilder {
     evidence_strong: BooleanBuilder,
     scratch: String,
     len: usize,
-    /// Rows the builders are sized for, again after each [`EventBatchBuilder::finish`].
+    /// Most rows the builders are sized for after an [`EventBatchBuilder::finish`].
     capacity: usize,
 }
 
@@ -506,10 +506,14 @@ impl EventBatchBuilder {
             Arc::new(self.evidence.finish()),
             Arc::new(self.evidence_strong.finish()),
         ];
-        // Arrow's builders start again empty; sized again, they fill the next batch without
-        // growing (and copying) their buffers step by step.
-        let scratch = std::mem::take(&mut self.scratch);
-        *self = Self::with_capacity(self.capacity);
+        // Arrow's builders start again empty. Sized for as many rows as this batch had (at
+        // most the capacity asked for), they fill a batch like it without growing (and
+        // copying) their buffers step by step, and a trickle of small batches does not each
+        // hold buffers for a full one.
+        let (scratch, rows, capacity) =
+            (std::mem::take(&mut self.scratch), self.len, self.capacity);
+        *self = Self::with_capacity(rows.min(capacity));
+        self.capacity = capacity;
         self.scratch = scratch;
         // The builders and the schema are written together above; a mismatch is a bug here,
         // not bad input.
