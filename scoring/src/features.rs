@@ -66,9 +66,8 @@
 
 use crate::sketch::{HASH_BITS_READ, Seen, WindowedDistinct};
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
-use arrow::array::{
-    ArrayRef, Float64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringBuilder, TimestampMicrosecondArray};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
@@ -1425,47 +1424,80 @@ pub fn features_schema(windows: &Windows) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Builds a feature batch row by row.
+/// Builds a feature batch row by row. A row's features are written side by side (one
+/// contiguous write per row) and turned into columns when the batch is finished: appending
+/// each value to its own column builder cost 4 to 5 ns a value, a seventh of the scoring
+/// thread.
 pub struct FeatureBatchBuilder {
     schema: SchemaRef,
     kind: StringBuilder,
     subject: StringBuilder,
-    ts: TimestampMicrosecondBuilder,
-    cols: Vec<Float64Builder>,
+    ts: Vec<i64>,
+    /// The feature values, row after row (`width` per row); 0 where a value is null.
+    values: Vec<f64>,
+    /// Whether each of `values` is set.
+    valid: Vec<bool>,
+    width: usize,
 }
 
 impl FeatureBatchBuilder {
     pub fn new(schema: SchemaRef) -> Self {
-        let n = schema.fields().len() - 3;
+        let width = schema.fields().len() - 3;
         Self {
             schema,
             kind: StringBuilder::new(),
             subject: StringBuilder::new(),
-            ts: TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
-            cols: (0..n).map(|_| Float64Builder::new()).collect(),
+            ts: Vec::new(),
+            values: Vec::new(),
+            valid: Vec::new(),
+            width,
         }
     }
 
+    /// Rows pushed since the last [`FeatureBatchBuilder::finish`].
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Appends a row; `values` in [`feature_names`] order (missing trailing values are null,
+    /// extra ones are ignored).
     pub fn push(&mut self, kind: SubjectKind, subject: &str, t_us: i64, values: &[Option<f64>]) {
         self.kind.append_value(kind.as_str());
         self.subject.append_value(subject);
-        self.ts.append_value(t_us);
-        for (b, v) in self.cols.iter_mut().zip(values) {
-            b.append_option(*v);
-        }
+        self.ts.push(t_us);
+        let values = &values[..values.len().min(self.width)];
+        self.values
+            .extend(values.iter().map(|v| v.unwrap_or_default()));
+        self.valid.extend(values.iter().map(Option::is_some));
+        let missing = self.width - values.len();
+        self.values.extend(std::iter::repeat_n(0.0, missing));
+        self.valid.extend(std::iter::repeat_n(false, missing));
     }
 
+    /// The rows pushed since the last call, as a batch of the features schema; the builder
+    /// is empty again (and keeps its buffers).
     pub fn finish(&mut self) -> RecordBatch {
+        let (n, w) = (self.ts.len(), self.width);
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.kind.finish()),
             Arc::new(self.subject.finish()),
-            Arc::new(self.ts.finish()),
+            Arc::new(
+                TimestampMicrosecondArray::from(std::mem::take(&mut self.ts))
+                    .with_timezone("+00:00"),
+            ),
         ];
-        cols.extend(
-            self.cols
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
+        for c in 0..w {
+            let column: Vec<f64> = (0..n).map(|r| self.values[r * w + c]).collect();
+            let nulls = NullBuffer::from_iter((0..n).map(|r| self.valid[r * w + c]));
+            let nulls = (nulls.null_count() > 0).then_some(nulls);
+            cols.push(Arc::new(Float64Array::new(column.into(), nulls)));
+        }
+        self.values.clear();
+        self.valid.clear();
         RecordBatch::try_new(self.schema.clone(), cols).expect("feature builders match the schema")
     }
 }
@@ -1892,6 +1924,55 @@ mod tests {
             once > 0 && once < reference.len(),
             "both tiers are exercised"
         );
+    }
+
+    #[test]
+    fn feature_batches_keep_values_and_nulls_in_place() {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
+        let schema = features_schema(&Windows::new(&FeatureConfig::default()));
+        let width = schema.fields().len() - 3;
+        let mut b = FeatureBatchBuilder::new(schema);
+        // three rounds: the builder is reused after each batch
+        for round in 0..3 {
+            let rows = [1usize, 0, 7][round];
+            let value = |r: usize, c: usize| {
+                (!(r + c + round).is_multiple_of(3))
+                    .then_some((r * 1000 + c + round * 100_000) as f64)
+            };
+            for r in 0..rows {
+                let values: Vec<Option<f64>> = (0..width).map(|c| value(r, c)).collect();
+                let kind = KINDS[r % KINDS.len()];
+                b.push(kind, &format!("s{r}"), r as i64 * 10, &values);
+            }
+            // a short row: its missing values are null
+            b.push(SubjectKind::Ip, "short", -1, &[Some(0.5)]);
+            assert_eq!(b.len(), rows + 1);
+            let batch = b.finish();
+            assert!(b.is_empty());
+            assert_eq!(batch.num_rows(), rows + 1);
+            let subjects = batch.column(1).as_string::<i32>();
+            let ts = batch.column(2).as_primitive::<TimestampMicrosecondType>();
+            for r in 0..rows {
+                assert_eq!(
+                    batch.column(0).as_string::<i32>().value(r),
+                    KINDS[r % KINDS.len()].as_str()
+                );
+                assert_eq!(subjects.value(r), format!("s{r}"));
+                assert_eq!(ts.value(r), r as i64 * 10);
+                for c in 0..width {
+                    let col = batch.column(3 + c).as_primitive::<Float64Type>();
+                    assert_eq!(
+                        col.is_valid(r).then(|| col.value(r)),
+                        value(r, c),
+                        "row {r} col {c}"
+                    );
+                }
+            }
+            let first = batch.column(3).as_primitive::<Float64Type>();
+            assert_eq!(first.value(rows), 0.5);
+            assert!((1..width).all(|c| batch.column(3 + c).is_null(rows)));
+        }
     }
 
     #[test]

@@ -204,6 +204,9 @@ pub struct Scorer {
     /// with that event's time and row (whose column holds the subject's id); kept between
     /// batches for its capacity.
     pending: HashMap<(u8, u64), (i64, usize), BuildHasherDefault<KeyHasher>>,
+    /// The feature rows of the batch being scored, one builder per kind; kept between
+    /// batches for their buffers.
+    builders: Vec<FeatureBatchBuilder>,
     reputation: crate::reputation::Reputations,
     pub events_scored: u64,
 }
@@ -245,6 +248,10 @@ impl Scorer {
         let schema = features_schema(store.windows());
         let rules = ReloadableRules::load(cfg.rules_path.as_deref(), schema.clone())?;
         let models = ModelSet::load(&cfg.models, &schema)?;
+        let builders = KINDS
+            .iter()
+            .map(|_| FeatureBatchBuilder::new(schema.clone()))
+            .collect();
         Ok(Self {
             store,
             rules,
@@ -257,6 +264,7 @@ impl Scorer {
             values: Vec::new(),
             evidence: HashMap::new(),
             pending: HashMap::default(),
+            builders,
             reputation: crate::reputation::Reputations::load(&cfg.reputation)?,
             events_scored: 0,
         })
@@ -427,10 +435,7 @@ impl Scorer {
             http_fingerprint: column(events, col::HTTP_FINGERPRINT)?,
         };
         self.evidence.clear();
-        let mut builders: Vec<FeatureBatchBuilder> = KINDS
-            .iter()
-            .map(|_| FeatureBatchBuilder::new(self.schema.clone()))
-            .collect();
+        let mut builders = std::mem::take(&mut self.builders);
         let mut pending = std::mem::take(&mut self.pending);
         pending.clear();
         for i in 0..events.num_rows() {
@@ -505,10 +510,14 @@ impl Scorer {
         }
         self.pending = pending;
         self.store.maintain();
-        if !decide {
-            return Ok(ScoringOutput::default());
-        }
-        self.decide(builders)
+        let out = if decide {
+            self.decide(&mut builders)
+        } else {
+            builders.iter_mut().for_each(|b| drop(b.finish()));
+            Ok(ScoringOutput::default())
+        };
+        self.builders = builders;
+        out
     }
 
     fn evaluate_into(
@@ -557,7 +566,7 @@ impl Scorer {
 
     fn decide(
         &mut self,
-        mut builders: Vec<FeatureBatchBuilder>,
+        builders: &mut [FeatureBatchBuilder],
     ) -> Result<ScoringOutput, ScoringError> {
         let rules = self.rules.current();
         let mut out = ScoringOutput::default();
