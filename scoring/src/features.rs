@@ -1023,11 +1023,7 @@ impl SubjectTable {
             return Some(self.once.get(v & !ONCE).subject(kind, w));
         }
         let state = self.states.get(v);
-        let rare = state
-            .flag(S_RARE)
-            .then(|| self.rare.find(key, |(k, _)| *k == key))
-            .flatten()
-            .map_or_else(Rare::default, |(_, r)| *r);
+        let rare = self.rare_of(key, state);
         Some(Subject {
             state: Cow::Borrowed(state),
             rare,
@@ -1043,6 +1039,45 @@ impl SubjectTable {
             Some(v) => self.once.get_mut(v & !ONCE).evaluated_us = t_us,
             None => {}
         }
+    }
+
+    /// Calls `f` on subject `key` and records it evaluated at `t_us` ([`Self::get`] and
+    /// [`Self::mark_evaluated`] with one lookup); false when the subject is not tracked.
+    fn evaluate(
+        &mut self,
+        key: u64,
+        kind: SubjectKind,
+        t_us: i64,
+        w: &Windows,
+        f: impl FnOnce(&Subject<'_>),
+    ) -> bool {
+        let Some(v) = self.find(key) else {
+            return false;
+        };
+        if v & ONCE != 0 {
+            let first = self.once.get_mut(v & !ONCE);
+            f(&first.subject(kind, w));
+            // one event sets none of the `new_*` flags
+            first.evaluated_us = t_us;
+            return true;
+        }
+        let rare = self.rare_of(key, self.states.get(v));
+        let state = self.states.get_mut(v);
+        f(&Subject {
+            state: Cow::Borrowed(&*state),
+            rare,
+        });
+        state.mark_evaluated(t_us);
+        true
+    }
+
+    /// The rare signals of full state `state` (of subject `key`).
+    fn rare_of(&self, key: u64, state: &SubjectState) -> Rare {
+        state
+            .flag(S_RARE)
+            .then(|| self.rare.find(key, |(k, _)| *k == key))
+            .flatten()
+            .map_or_else(Rare::default, |(_, r)| *r)
     }
 
     /// When each subject was last seen.
@@ -1266,11 +1301,39 @@ impl FeatureStore {
         t_us: i64,
         out: &mut Vec<Option<f64>>,
     ) {
+        self.windows.features(kind, subject, t_us, out);
+    }
+
+    /// Subject `key`'s feature vector at `t_us` into `out` (as [`FeatureStore::features`]),
+    /// recorded as its evaluation (as [`FeatureStore::mark_evaluated`]), with one lookup;
+    /// false (and `out` untouched) when the subject is not tracked.
+    pub fn evaluate(
+        &mut self,
+        kind: SubjectKind,
+        key: u64,
+        t_us: i64,
+        out: &mut Vec<Option<f64>>,
+    ) -> bool {
+        let w = &self.windows;
+        self.tables[kind_index(kind)]
+            .evaluate(key, kind, t_us, w, |s| w.features(kind, s, t_us, out))
+    }
+}
+
+impl Windows {
+    /// The feature vector of a subject at `t_us`, in [`feature_names`] order.
+    pub fn features(
+        &self,
+        kind: SubjectKind,
+        subject: &Subject<'_>,
+        t_us: i64,
+        out: &mut Vec<Option<f64>>,
+    ) {
         out.clear();
         let (state, rare) = (&subject.state, &subject.rare);
         let dt = (t_us - state.last_seen_us).max(0) as f64;
-        for (wi, secs) in self.windows.secs.iter().enumerate() {
-            let f = (-dt / self.windows.taus_us[wi]).exp();
+        for (wi, secs) in self.secs.iter().enumerate() {
+            let f = (-dt / self.taus_us[wi]).exp();
             let c = |k: usize| f64::from(state.counters[wi][k]) * f;
             let req = c(C_REQUESTS);
             let ratio = |n: f64| {
@@ -1292,9 +1355,9 @@ impl FeatureStore {
             out.push(Some(c(C_BYTES_OUT)));
             out.push(Some(c(C_SENSITIVE)));
             out.push(ratio(c(C_UNAUTH)));
-            if wi == self.windows.classes_window {
+            if wi == self.classes_window {
                 let at = t_us.max(state.last_seen_us);
-                let r = |k: usize| rare.count(k, at, &self.windows);
+                let r = |k: usize| rare.count(k, at, self);
                 out.push(Some(r(R_CHALLENGED)));
                 out.push(Some(r(R_STEPPED_UP)));
                 out.push(Some(r(R_EVIDENCE)));
@@ -1303,7 +1366,7 @@ impl FeatureStore {
                 out.push(Some(r(R_MISMATCH)));
             }
         }
-        for (di, half) in self.windows.halves_us.iter().enumerate() {
+        for (di, half) in self.halves_us.iter().enumerate() {
             let d = &state.distinct[di];
             let e = |slot| Some(d.estimate(slot, t_us, *half));
             let ip = kind == SubjectKind::Ip;
@@ -1320,8 +1383,7 @@ impl FeatureStore {
             out.push(e(D_AGENTS));
         }
         out.push(Some(f64::from(
-            rare.classes_at(t_us, self.windows.classes_half_us)
-                .count_ones(),
+            rare.classes_at(t_us, self.classes_half_us).count_ones(),
         )));
         let person = matches!(kind, SubjectKind::Identity | SubjectKind::Session);
         for flag in [S_NEW_IP, S_NEW_AGENT, S_NEW_DEVICE] {
@@ -1845,9 +1907,12 @@ mod tests {
         events[2].identity = Some("alice");
         for kind in [SubjectKind::Identity, SubjectKind::Ip, SubjectKind::Device] {
             let mut full: Option<Subject> = None;
+            // the same events, evaluated with `FeatureStore::evaluate` (one lookup)
+            let mut once = store();
             for (n, o) in events.iter().enumerate() {
                 let e = Event::of(o);
                 let (key, _) = s.observe_event(kind, "subject", &e);
+                let (once_key, _) = once.observe_event(kind, "subject", &e);
                 let reference = full.get_or_insert_with(|| Subject::new(key, o.t_us));
                 reference.observe(kind, &e, &w);
                 assert_eq!(s.seen_once(), usize::from(n == 0), "{kind:?} after {n}");
@@ -1857,10 +1922,23 @@ mod tests {
                     s.features(kind, reference, t, &mut want);
                     assert_eq!(got, want, "{kind:?} after {n} events");
                 }
+                let (mut evaluated, mut want) = (Vec::new(), Vec::new());
+                assert!(once.evaluate(kind, once_key, o.t_us, &mut evaluated));
+                s.features(kind, reference, o.t_us, &mut want);
+                assert_eq!(evaluated, want, "{kind:?} evaluated after {n} events");
                 s.mark_evaluated(kind, key, o.t_us);
                 reference.state.to_mut().mark_evaluated(o.t_us);
                 assert_eq!(s.get(kind, key).unwrap().state.evaluated_us, o.t_us);
+                let later = o.t_us + 30_000_000;
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                once.features(kind, &once.get(kind, once_key).unwrap(), later, &mut a);
+                s.features(kind, &s.get(kind, key).unwrap(), later, &mut b);
+                assert_eq!(a, b, "{kind:?} after {n} events and an evaluation");
+                let evaluated = once.get(kind, once_key).unwrap().state.evaluated_us;
+                assert_eq!(evaluated, o.t_us);
             }
+            let nobody = once.tables[kind_index(kind)].key("nobody");
+            assert!(!once.evaluate(kind, nobody, 0, &mut Vec::new()));
         }
         assert!(std::mem::size_of::<FirstSeen>() <= 56);
     }

@@ -528,15 +528,13 @@ impl Scorer {
         id: &str,
         t: i64,
     ) {
-        if let Some(state) = self.store.get(kind, key) {
-            self.store.features(kind, &state, t, &mut self.values);
+        if self.store.evaluate(kind, key, t, &mut self.values) {
             if kind == SubjectKind::Ip
                 && let Some(last) = self.values.last_mut()
             {
                 *last = self.reputation.feature(id);
             }
             b.push(kind, id, t, &self.values);
-            self.store.mark_evaluated(kind, key, t);
         }
     }
 
