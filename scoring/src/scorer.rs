@@ -513,9 +513,13 @@ impl Scorer {
         let out = if decide {
             self.decide(&mut builders)
         } else {
-            builders.iter_mut().for_each(|b| drop(b.finish()));
             Ok(ScoringOutput::default())
         };
+        // rows left by a rebuild, or by a batch whose decisions failed part way, are not the
+        // next batch's
+        for b in builders.iter_mut().filter(|b| !b.is_empty()) {
+            drop(b.finish());
+        }
         self.builders = builders;
         out
     }
