@@ -1550,7 +1550,7 @@ impl FeatureBatchBuilder {
     }
 
     /// The rows pushed since the last call, as a batch of the features schema; the builder
-    /// is empty again (and keeps its buffers).
+    /// is empty again (and keeps the buffers of its values).
     pub fn finish(&mut self) -> RecordBatch {
         let (n, w) = (self.ts.len(), self.width);
         let mut cols: Vec<ArrayRef> = vec![
