@@ -17,13 +17,6 @@ mod scale;
 mod simulate;
 mod telemetry;
 
-/// mimalloc instead of glibc's allocator. Every batch builds Arrow columns and drops them a
-/// moment later; glibc returned those pages to the kernel and faulted them in again, batch
-/// after batch (`vigil replay --no-scoring` on a million simulated lines, the same binary on
-/// either allocator: 768–800 k -> 828–880 k events/s; BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
