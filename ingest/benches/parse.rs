@@ -126,7 +126,8 @@ fn report() {
 }
 
 /// The fixed-work mode (see the module docs): `VIGIL_BENCH_FORMAT` lines, parsed
-/// `VIGIL_BENCH_PASSES` times (default 1), as each criterion iteration parses them.
+/// `VIGIL_BENCH_PASSES` times (default 1) in 1 MiB chunks into batches of about 8,192 rows,
+/// as `vigil replay` reads a file.
 fn passes(format: &str) {
     let name: FormatName = format.parse().expect("VIGIL_BENCH_FORMAT: a format name");
     let sim: SimFormat = format
@@ -134,7 +135,17 @@ fn passes(format: &str) {
         .expect("VIGIL_BENCH_FORMAT: a format the simulator writes");
     let passes: u32 = std::env::var("VIGIL_BENCH_PASSES")
         .map_or(1, |n| n.parse().expect("VIGIL_BENCH_PASSES: a number"));
-    let chunk = chunk_of(&sample(sim));
+    // As `vigil replay` reads: 1 MiB at a time, a batch taken when one has 8,192 rows or more.
+    let data = sample(sim);
+    let mut splitter = LineSplitter::new(0, 1 << 20);
+    let chunks: Vec<LineChunk> = data
+        .chunks(1 << 20)
+        .map(|piece| {
+            let mut chunk = LineChunk::new("bench".into(), 7);
+            splitter.push(piece, &mut chunk);
+            chunk
+        })
+        .collect();
     let mut parser = Parser::new(
         "bench",
         name,
@@ -143,12 +154,18 @@ fn passes(format: &str) {
         Arc::new(IngestStats::default()),
     )
     .expect("format builds");
+    let mut builder = EventBatchBuilder::with_capacity(8192);
+    let mut dead = Vec::new();
     for _ in 0..passes {
-        let mut builder = EventBatchBuilder::with_capacity(8192);
-        let mut dead = Vec::new();
-        parser.parse_chunk(&chunk, &mut builder, &mut dead);
-        builder.finish();
+        for chunk in &chunks {
+            parser.parse_chunk(chunk, &mut builder, &mut dead);
+            if builder.len() >= 8192 {
+                builder.finish();
+            }
+        }
+        dead.clear();
     }
+    builder.finish();
 }
 
 fn main() {

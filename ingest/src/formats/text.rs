@@ -177,7 +177,7 @@ pub fn duration_sum(s: &str) -> Result<Option<f64>, ()> {
         // One upstream: the common case.
         return match crate::record::present(s) {
             None => Ok(None),
-            Some(t) => match t.parse::<f64>() {
+            Some(t) => match plain_decimal(t).map_or_else(|| t.parse::<f64>(), Ok) {
                 Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
                 _ => Err(()),
             },
@@ -199,6 +199,37 @@ pub fn duration_sum(s: &str) -> Result<Option<f64>, ()> {
     Ok(total)
 }
 
+/// `digits[.digits]` with at most 15 digits in all (what gateways log for durations: `0.123`)
+/// as the same `f64` that `str::parse` gives, without its general machinery; `None` for
+/// anything else. Both the digits as an integer (below 2^53) and the power of ten (at most
+/// 10^15) are exact in an `f64`, so their quotient is the correctly rounded value, as
+/// `str::parse`'s is.
+fn plain_decimal(s: &str) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 16 {
+        return None;
+    }
+    let (mut digits, mut scale, mut dot) = (0u64, 0usize, false);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                digits = digits * 10 + u64::from(c - b'0');
+                scale += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    // `.` alone, or more than 15 digits (16 bytes with no dot)
+    if b.len() == usize::from(dot) || b.len() - usize::from(dot) > 15 {
+        return None;
+    }
+    Some(digits as f64 / POW10[scale])
+}
+
 /// Splits an HTTP request line `METHOD TARGET PROTOCOL`; `None` parts when it is not one (a
 /// TLS handshake on a plain port, a bare `-`).
 pub fn request_line(s: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
@@ -218,6 +249,63 @@ pub fn request_line(s: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_decimals_parse_as_the_standard_parser_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut cases: Vec<String> = [
+            "0",
+            "0.0",
+            "0.000",
+            "1",
+            "1.",
+            ".5",
+            "0.123",
+            "10.5",
+            "999999999999999",
+            "99999999999999.9",
+            "0.000000000000001",
+            "123456789.123456",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..100_000 {
+            let int = rng.random_range(0..8usize);
+            let frac = rng.random_range(0..9usize);
+            let mut s: String = (0..int)
+                .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+                .collect();
+            if frac > 0 || rng.random_bool(0.1) {
+                s.push('.');
+                s.extend((0..frac).map(|_| char::from(b'0' + rng.random_range(0..10u8))));
+            }
+            cases.push(s);
+        }
+        for s in &cases {
+            match plain_decimal(s) {
+                Some(v) => assert_eq!(Ok(v), s.parse::<f64>(), "{s:?}"),
+                // only what it is documented to leave to the standard parser
+                None => assert!(s.is_empty() || s == "." || s.len() > 15, "{s:?}"),
+            }
+        }
+        for s in [
+            "",
+            ".",
+            "1e3",
+            "-1",
+            "+1",
+            "1.2.3",
+            "0x1",
+            " 1",
+            "inf",
+            "NaN",
+            "1234567890123456",
+        ] {
+            assert_eq!(plain_decimal(s), None, "{s:?}");
+        }
+    }
 
     #[test]
     fn tokens() {
