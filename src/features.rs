@@ -142,7 +142,9 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
         FeaturesFormat::Ndjson => Sink::Ndjson(arrow::json::LineDelimitedWriter::new(file)),
     };
     let mut rows = 0u64;
-    let read = read_logs(&args.input, &cfg, true, |events| {
+    // the scorer is the only reader of the events: only its columns are built
+    let columns = Some(vigil_scoring::scorer::EVENT_COLUMNS);
+    let read = read_logs(&args.input, &cfg, columns, true, |events| {
         let out = scorer.score_batch(events)?;
         for batch in &out.features {
             let batch = match &labels {

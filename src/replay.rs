@@ -141,11 +141,14 @@ pub struct ReadOutcome {
 }
 
 /// Reads, parses and normalizes every file of `input` in order, handing each event batch (at
-/// most `pipeline.batch_max_events` events) to `on_batch`; dead letters go to their sink. A
-/// progress bar is drawn on a terminal when `progress` is set.
+/// most `pipeline.batch_max_events` events) to `on_batch`; dead letters go to their sink. The
+/// batches hold every column of the events table, or only `columns` when given (those the
+/// caller reads: the others are not built). A progress bar is drawn on a terminal when
+/// `progress` is set.
 pub fn read_logs(
     input: &LogInputArgs,
     cfg: &crate::config::Config,
+    columns: Option<&[&str]>,
     progress: bool,
     mut on_batch: impl FnMut(&RecordBatch) -> Result<()>,
 ) -> Result<ReadOutcome> {
@@ -180,7 +183,13 @@ pub fn read_logs(
         pb
     });
     let batch_max = cfg.pipeline.batch_max_events;
-    let mut builder = EventBatchBuilder::with_capacity(batch_max.min(65_536));
+    let rows = batch_max.min(65_536);
+    let mut builder = match columns {
+        Some(columns) => {
+            EventBatchBuilder::with_columns(rows, columns).map_err(|e| anyhow::anyhow!(e))?
+        }
+        None => EventBatchBuilder::with_capacity(rows),
+    };
     let mut dead = Vec::new();
     let mut bytes_read = 0u64;
     for path in &input.files {
@@ -330,10 +339,19 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             Ok(scoring)
         })
         .context("cannot start the scoring thread")?;
-    let read = read_logs(&args.input, &cfg, args.output == Output::Text, |batch| {
-        tx.send(batch.clone())
-            .map_err(|_| anyhow::anyhow!("the scoring stage stopped"))
-    });
+    // Scoring alone reads the events: the batches carry only the columns it reads.
+    let columns = (args.events_out.is_none() && args.data_dir.is_none() && !args.no_scoring)
+        .then_some(vigil_scoring::scorer::EVENT_COLUMNS);
+    let read = read_logs(
+        &args.input,
+        &cfg,
+        columns,
+        args.output == Output::Text,
+        |batch| {
+            tx.send(batch.clone())
+                .map_err(|_| anyhow::anyhow!("the scoring stage stopped"))
+        },
+    );
     drop(tx);
     // the consumer's own error explains a read that stopped because the consumer did
     let scoring = consumer

@@ -7,8 +7,8 @@
 use crate::normalize::{Normalizer, split_target, tls_version, write_route};
 use crate::record::AccessRecord;
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, ListBuilder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder,
+    ArrayRef, BooleanBuilder, Float64Builder, ListBuilder, RecordBatch, RecordBatchOptions,
+    StringBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::fmt::Write;
@@ -194,8 +194,38 @@ pub struct EventBatchBuilder {
     evidence_strong: BooleanBuilder,
     scratch: String,
     len: usize,
-    /// Most rows the builders are sized for after an [`EventBatchBuilder::finish`].
+    /// The rows asked for; after an [`EventBatchBuilder::finish`] the builders are sized for
+    /// at most twice as many.
     capacity: usize,
+    /// Bit `i` set: column `i` of [`events_schema`] is in the batches (see
+    /// [`EventBatchBuilder::with_columns`]).
+    keep: u64,
+    /// The schema of the batches: the events schema, or the projection `keep` names.
+    schema: SchemaRef,
+}
+
+/// Every column of the events schema, as a [`EventBatchBuilder`] `keep` mask.
+const ALL_COLUMNS: u64 = (1 << 33) - 1;
+
+/// The positions in the events schema of the columns an [`EventBatchBuilder`] does not fill
+/// when a projection leaves them out (the others are cheap and always filled).
+mod at {
+    pub const EVENT_ID: usize = 0;
+    pub const GATEWAY: usize = 2;
+    pub const FORMAT: usize = 3;
+    pub const ORIGIN: usize = 4;
+    pub const REQUEST_ID: usize = 5;
+    pub const FORWARDED_FOR: usize = 7;
+    pub const METHOD: usize = 11;
+    pub const HOST: usize = 12;
+    pub const QUERY_PRESENT: usize = 15;
+    pub const BYTES_IN: usize = 17;
+    pub const LATENCY_MS: usize = 19;
+    pub const UPSTREAM_LATENCY_MS: usize = 20;
+    pub const REFERER: usize = 22;
+    pub const TLS_VERSION: usize = 23;
+    pub const UPSTREAM: usize = 24;
+    pub const ATTACK_DETECTORS: usize = 30;
 }
 
 /// Lowercase hex of a 128-bit id, without the formatting machinery (once per event).
@@ -259,45 +289,98 @@ impl Default for EventBatchBuilder {
 
 impl EventBatchBuilder {
     pub fn with_capacity(n: usize) -> Self {
-        let s = |bytes_per: usize| StringBuilder::with_capacity(n, n * bytes_per);
+        Self::sized(n, None)
+    }
+
+    /// Builders for `n` rows. Each string column gets room for as many bytes a row as it took
+    /// in `prev`, the batch before (an eighth more), or else a guess: a batch like the last
+    /// fills without growing (and copying) its buffers step by step.
+    fn sized(n: usize, prev: Option<&Self>) -> Self {
+        let s = |guess: usize, column: fn(&Self) -> &StringBuilder| {
+            let bytes = match prev {
+                Some(p) if p.len > 0 => {
+                    let used = column(p).values_slice().len();
+                    (used + used / 8).div_ceil(p.len) * n
+                }
+                _ => guess * n,
+            };
+            StringBuilder::with_capacity(n, bytes)
+        };
         Self {
-            event_id: s(32),
+            event_id: s(32, |p| &p.event_id),
             timestamp: TimestampMicrosecondBuilder::with_capacity(n).with_timezone("+00:00"),
-            gateway: s(8),
-            format: s(8),
-            origin: s(48),
-            request_id: s(36),
-            client_ip: s(15),
+            gateway: s(8, |p| &p.gateway),
+            format: s(8, |p| &p.format),
+            origin: s(48, |p| &p.origin),
+            request_id: s(36, |p| &p.request_id),
+            client_ip: s(15, |p| &p.client_ip),
             forwarded_for: ListBuilder::new(StringBuilder::new()),
-            identity: s(12),
-            session: s(16),
-            api_key_id: s(8),
-            method: s(4),
-            host: s(16),
-            path: s(32),
-            route: s(24),
+            identity: s(12, |p| &p.identity),
+            session: s(16, |p| &p.session),
+            api_key_id: s(8, |p| &p.api_key_id),
+            method: s(4, |p| &p.method),
+            host: s(16, |p| &p.host),
+            path: s(32, |p| &p.path),
+            route: s(24, |p| &p.route),
             query_present: BooleanBuilder::with_capacity(n),
             status: UInt16Builder::with_capacity(n),
             bytes_in: UInt64Builder::with_capacity(n),
             bytes_out: UInt64Builder::with_capacity(n),
             latency_ms: Float64Builder::with_capacity(n),
             upstream_latency_ms: Float64Builder::with_capacity(n),
-            user_agent: s(64),
-            referer: s(16),
-            tls_version: s(7),
-            upstream: s(16),
-            enforced: s(4),
-            tls_fingerprint: s(8),
-            http_fingerprint: s(8),
-            device: s(8),
+            user_agent: s(64, |p| &p.user_agent),
+            referer: s(16, |p| &p.referer),
+            tls_version: s(7, |p| &p.tls_version),
+            upstream: s(16, |p| &p.upstream),
+            enforced: s(4, |p| &p.enforced),
+            tls_fingerprint: s(8, |p| &p.tls_fingerprint),
+            http_fingerprint: s(8, |p| &p.http_fingerprint),
+            device: s(8, |p| &p.device),
             attack_classes: ListBuilder::new(StringBuilder::new()),
             attack_detectors: ListBuilder::new(StringBuilder::new()),
-            evidence: s(0),
+            evidence: s(0, |p| &p.evidence),
             evidence_strong: BooleanBuilder::with_capacity(n),
             scratch: String::new(),
             len: 0,
             capacity: n,
+            keep: ALL_COLUMNS,
+            schema: events_schema(),
         }
+    }
+
+    /// A builder whose batches hold only `columns` (names of [`events_schema`]'s columns), in
+    /// the schema's order: for a reader that needs no more, such as the scorer in
+    /// `vigil replay`. The columns left out are not built at all (no event id, origin or
+    /// detector list is written for them); the rest are exactly what [`with_capacity`]'s give.
+    /// An unknown name is an error naming it.
+    ///
+    /// [`with_capacity`]: EventBatchBuilder::with_capacity
+    pub fn with_columns(n: usize, columns: &[&str]) -> Result<Self, String> {
+        let mut keep = 0u64;
+        for name in columns {
+            let i = SCHEMA
+                .index_of(name)
+                .map_err(|_| format!("`{name}` is not a column of the events table"))?;
+            keep |= 1 << i;
+        }
+        let indices: Vec<usize> = (0..SCHEMA.fields().len())
+            .filter(|i| keep & (1 << i) != 0)
+            .collect();
+        let schema = Arc::new(SCHEMA.project(&indices).map_err(|e| e.to_string())?);
+        Ok(Self {
+            keep,
+            schema,
+            ..Self::with_capacity(n)
+        })
+    }
+
+    /// The schema of the batches this builder makes.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn keeps(&self, column: usize) -> bool {
+        self.keep & (1 << column) != 0
     }
 
     pub fn len(&self) -> usize {
@@ -316,29 +399,39 @@ impl EventBatchBuilder {
         index: u32,
         norm: &mut Normalizer,
     ) {
-        let id = hex32(origin.event_id(index));
-        self.event_id
-            .append_value(std::str::from_utf8(&id).unwrap_or_default());
+        if self.keeps(at::EVENT_ID) {
+            let id = hex32(origin.event_id(index));
+            self.event_id
+                .append_value(std::str::from_utf8(&id).unwrap_or_default());
+        }
         self.timestamp.append_value(rec.timestamp_us);
-        self.gateway.append_value(origin.gateway);
-        self.format.append_value(origin.format);
-        // `stream:position[/sub][#index]`, written without the formatting machinery.
-        let mut digits = [0u8; 20];
-        let _ = self.origin.write_str(origin.stream);
-        let _ = self.origin.write_str(":");
-        let _ = self.origin.write_str(decimal(origin.position, &mut digits));
-        if origin.sub > 0 {
-            let _ = self.origin.write_str("/");
-            let _ = self
-                .origin
-                .write_str(decimal(origin.sub.into(), &mut digits));
+        if self.keeps(at::GATEWAY) {
+            self.gateway.append_value(origin.gateway);
         }
-        if index > 0 {
-            let _ = self.origin.write_str("#");
-            let _ = self.origin.write_str(decimal(index.into(), &mut digits));
+        if self.keeps(at::FORMAT) {
+            self.format.append_value(origin.format);
         }
-        self.origin.append_value("");
-        opt(&mut self.request_id, rec.request_id.as_deref());
+        if self.keeps(at::ORIGIN) {
+            // `stream:position[/sub][#index]`, written without the formatting machinery.
+            let mut digits = [0u8; 20];
+            let _ = self.origin.write_str(origin.stream);
+            let _ = self.origin.write_str(":");
+            let _ = self.origin.write_str(decimal(origin.position, &mut digits));
+            if origin.sub > 0 {
+                let _ = self.origin.write_str("/");
+                let _ = self
+                    .origin
+                    .write_str(decimal(origin.sub.into(), &mut digits));
+            }
+            if index > 0 {
+                let _ = self.origin.write_str("#");
+                let _ = self.origin.write_str(decimal(index.into(), &mut digits));
+            }
+            self.origin.append_value("");
+        }
+        if self.keeps(at::REQUEST_ID) {
+            opt(&mut self.request_id, rec.request_id.as_deref());
+        }
 
         let max_route = norm.config().max_route_bytes;
         let subjects = norm.subjects(rec);
@@ -354,6 +447,7 @@ impl EventBatchBuilder {
             None => self.client_ip.append_null(),
         }
         match rec.forwarded_for.as_deref() {
+            _ if !self.keeps(at::FORWARDED_FOR) => {}
             Some(xff) => {
                 let mut rest = xff;
                 loop {
@@ -377,8 +471,13 @@ impl EventBatchBuilder {
         opt(&mut self.identity, subjects.identity);
         opt(&mut self.session, subjects.session);
         opt(&mut self.api_key_id, subjects.api_key_id);
-        opt(&mut self.method, rec.method.as_deref());
-        opt(&mut self.host, rec.host.as_deref());
+        if self.keeps(at::METHOD) {
+            opt(&mut self.method, rec.method.as_deref());
+        }
+        if self.keeps(at::HOST) {
+            opt(&mut self.host, rec.host.as_deref());
+        }
+        let query_present = self.keeps(at::QUERY_PRESENT);
 
         match rec.target.as_deref() {
             Some(target) => {
@@ -387,30 +486,45 @@ impl EventBatchBuilder {
                 self.scratch.clear();
                 write_route(path, max_route, &mut self.scratch);
                 self.route.append_value(&self.scratch);
-                let q = query.or(rec.query.as_deref());
-                self.query_present
-                    .append_value(q.is_some_and(|q| !q.is_empty()));
+                if query_present {
+                    let q = query.or(rec.query.as_deref());
+                    self.query_present
+                        .append_value(q.is_some_and(|q| !q.is_empty()));
+                }
             }
             None => {
                 self.path.append_null();
                 self.route.append_null();
-                self.query_present
-                    .append_value(rec.query.as_deref().is_some_and(|q| !q.is_empty()));
+                if query_present {
+                    self.query_present
+                        .append_value(rec.query.as_deref().is_some_and(|q| !q.is_empty()));
+                }
             }
         }
         self.status.append_value(rec.status);
-        self.bytes_in.append_option(rec.bytes_in);
+        if self.keeps(at::BYTES_IN) {
+            self.bytes_in.append_option(rec.bytes_in);
+        }
         self.bytes_out.append_option(rec.bytes_out);
-        self.latency_ms.append_option(rec.latency_ms);
-        self.upstream_latency_ms
-            .append_option(rec.upstream_latency_ms);
+        if self.keeps(at::LATENCY_MS) {
+            self.latency_ms.append_option(rec.latency_ms);
+        }
+        if self.keeps(at::UPSTREAM_LATENCY_MS) {
+            self.upstream_latency_ms
+                .append_option(rec.upstream_latency_ms);
+        }
         opt(&mut self.user_agent, rec.user_agent.as_deref());
-        opt(&mut self.referer, rec.referer.as_deref());
+        if self.keeps(at::REFERER) {
+            opt(&mut self.referer, rec.referer.as_deref());
+        }
         match rec.tls_version.as_deref() {
+            _ if !self.keeps(at::TLS_VERSION) => {}
             Some(v) => self.tls_version.append_value(tls_version(v)),
             None => self.tls_version.append_null(),
         }
-        opt(&mut self.upstream, rec.upstream.as_deref());
+        if self.keeps(at::UPSTREAM) {
+            opt(&mut self.upstream, rec.upstream.as_deref());
+        }
         opt(&mut self.enforced, rec.enforced.as_deref());
         let tls = rec.tls_fingerprint.as_deref();
         let http = rec.http_fingerprint.as_deref();
@@ -423,6 +537,7 @@ impl EventBatchBuilder {
             self.device.append_null();
         }
         let evidence = norm.inspect(rec);
+        let detectors = self.keeps(at::ATTACK_DETECTORS);
         if let Some(found) = &rec.found {
             // the enforcement point's strong evidence first, then what the record shows
             let mut classes: Vec<vigil_detect::AttackClass> = found.classes.clone();
@@ -431,10 +546,12 @@ impl EventBatchBuilder {
                 self.attack_classes.values().append_value(c.as_str());
             }
             self.attack_classes.append(true);
-            for m in evidence.matches() {
-                self.attack_detectors.values().append_value(m.detector);
+            if detectors {
+                for m in evidence.matches() {
+                    self.attack_detectors.values().append_value(m.detector);
+                }
+                self.attack_detectors.append(true);
             }
-            self.attack_detectors.append(true);
             if evidence.is_empty() {
                 self.evidence.append_value(&found.description);
             } else {
@@ -447,7 +564,9 @@ impl EventBatchBuilder {
             self.evidence_strong.append_value(true);
         } else if evidence.is_empty() {
             self.attack_classes.append(true);
-            self.attack_detectors.append(true);
+            if detectors {
+                self.attack_detectors.append(true);
+            }
             self.evidence.append_null();
             self.evidence_strong.append_value(false);
         } else {
@@ -455,10 +574,12 @@ impl EventBatchBuilder {
                 self.attack_classes.values().append_value(c.as_str());
             }
             self.attack_classes.append(true);
-            for m in evidence.matches() {
-                self.attack_detectors.values().append_value(m.detector);
+            if detectors {
+                for m in evidence.matches() {
+                    self.attack_detectors.values().append_value(m.detector);
+                }
+                self.attack_detectors.append(true);
             }
-            self.attack_detectors.append(true);
             self.evidence.append_value(evidence.describe());
             self.evidence_strong.append_value(
                 evidence
@@ -471,6 +592,16 @@ impl EventBatchBuilder {
 
     /// Takes the rows appended so far as a `RecordBatch`; the builder is empty afterwards.
     pub fn finish(&mut self) -> RecordBatch {
+        // Arrow's builders start again empty. Sized for as many rows as this batch had, and
+        // as many bytes a row, they fill a batch like it without growing, and a trickle of
+        // small batches does not each hold buffers for a full one. The rows are capped at
+        // twice the capacity asked for: a batch is taken when a chunk of lines has taken it
+        // past that capacity, so it often holds more, but one huge batch is no measure.
+        let mut next = Self::sized(self.len.min(2 * self.capacity), Some(self));
+        next.capacity = self.capacity;
+        next.scratch = std::mem::take(&mut self.scratch);
+        next.keep = self.keep;
+        next.schema = self.schema.clone();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
             Arc::new(self.timestamp.finish()),
@@ -506,18 +637,25 @@ impl EventBatchBuilder {
             Arc::new(self.evidence.finish()),
             Arc::new(self.evidence_strong.finish()),
         ];
-        // Arrow's builders start again empty. Sized for as many rows as this batch had (at
-        // most the capacity asked for), they fill a batch like it without growing (and
-        // copying) their buffers step by step, and a trickle of small batches does not each
-        // hold buffers for a full one.
-        let (scratch, rows, capacity) =
-            (std::mem::take(&mut self.scratch), self.len, self.capacity);
-        *self = Self::with_capacity(rows.min(capacity));
-        self.capacity = capacity;
-        self.scratch = scratch;
+        let columns = if self.keep == ALL_COLUMNS {
+            columns
+        } else {
+            // the columns left out were never appended to: empty, and dropped here
+            let keep = self.keep;
+            columns
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep & (1 << i) != 0)
+                .map(|(_, c)| c)
+                .collect()
+        };
+        let (schema, rows) = (self.schema.clone(), self.len);
+        *self = next;
         // The builders and the schema are written together above; a mismatch is a bug here,
-        // not bad input.
-        RecordBatch::try_new(events_schema(), columns).expect("event builders match the schema")
+        // not bad input. (The row count is for a projection of no columns.)
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(schema, columns, &options)
+            .expect("event builders match the schema")
     }
 }
 
@@ -552,5 +690,122 @@ mod tests {
             let ip: Ipv4Addr = ip.parse().unwrap();
             assert_eq!(dotted_quad(ip, &mut buf), ip.to_string());
         }
+    }
+
+    #[test]
+    fn the_skippable_columns_are_where_the_schema_has_them() {
+        assert_eq!(ALL_COLUMNS.count_ones() as usize, SCHEMA.fields().len());
+        for (at, name) in [
+            (at::EVENT_ID, col::EVENT_ID),
+            (at::GATEWAY, col::GATEWAY),
+            (at::FORMAT, col::FORMAT),
+            (at::ORIGIN, col::ORIGIN),
+            (at::REQUEST_ID, col::REQUEST_ID),
+            (at::FORWARDED_FOR, col::FORWARDED_FOR),
+            (at::METHOD, col::METHOD),
+            (at::HOST, col::HOST),
+            (at::QUERY_PRESENT, col::QUERY_PRESENT),
+            (at::BYTES_IN, col::BYTES_IN),
+            (at::LATENCY_MS, col::LATENCY_MS),
+            (at::UPSTREAM_LATENCY_MS, col::UPSTREAM_LATENCY_MS),
+            (at::REFERER, col::REFERER),
+            (at::TLS_VERSION, col::TLS_VERSION),
+            (at::UPSTREAM, col::UPSTREAM),
+            (at::ATTACK_DETECTORS, col::ATTACK_DETECTORS),
+        ] {
+            assert_eq!(SCHEMA.field(at).name(), name);
+        }
+    }
+
+    /// Simulated lines of every format the simulator writes (attacks among them), parsed
+    /// into a full builder and into projected ones over several batches: each projection's
+    /// batches are the full batches' columns it names, in the schema's order.
+    #[test]
+    fn a_projection_builds_the_same_columns_as_the_full_builder() {
+        use crate::formats::{FormatName, FormatOptions};
+        use crate::normalize::NormalizeConfig;
+        use crate::pipeline::{IngestStats, LineChunk, LineSplitter, Parser};
+        use crate::simulate::{SimConfig, SimFormat, Simulation, write_logs};
+
+        let sim = Simulation::new(SimConfig {
+            benign_users: 50,
+            duration_secs: 600,
+            ..Default::default()
+        })
+        .unwrap();
+        let names: Vec<&str> = SCHEMA.fields().iter().map(|f| f.name().as_str()).collect();
+        let projections: Vec<Vec<&str>> = vec![
+            names.clone(),
+            // what the scorer reads, and then every other column alone, and none
+            vec![
+                col::TIMESTAMP,
+                col::STATUS,
+                col::PATH,
+                col::ROUTE,
+                col::CLIENT_IP,
+            ],
+            names.iter().step_by(2).copied().collect(),
+            names.iter().skip(1).step_by(2).copied().collect(),
+            vec![],
+        ];
+        for format in FormatName::ALL {
+            let Ok(sim_format) = format.as_str().parse::<SimFormat>() else {
+                continue;
+            };
+            let mut data = Vec::new();
+            write_logs(&sim, sim_format, Some(3_000), &mut data).unwrap();
+            let parse = |builder: &mut EventBatchBuilder| {
+                let mut parser = Parser::new(
+                    "test",
+                    format,
+                    FormatOptions::default(),
+                    Normalizer::new(NormalizeConfig::default()).unwrap(),
+                    Arc::new(IngestStats::default()),
+                )
+                .unwrap();
+                let mut splitter = LineSplitter::new(0, 1 << 20);
+                let mut batches = Vec::new();
+                let mut dead = Vec::new();
+                for piece in data.chunks(64 << 10) {
+                    let mut chunk = LineChunk::new("test".into(), 7);
+                    splitter.push(piece, &mut chunk);
+                    parser.parse_chunk(&chunk, builder, &mut dead);
+                    if builder.len() >= 500 {
+                        batches.push(builder.finish());
+                    }
+                }
+                batches.push(builder.finish());
+                batches
+            };
+            let full = parse(&mut EventBatchBuilder::with_capacity(500));
+            assert!(full.iter().map(|b| b.num_rows()).sum::<usize>() > 2_000);
+            for columns in &projections {
+                let mut builder = EventBatchBuilder::with_columns(500, columns).unwrap();
+                let schema = builder.schema();
+                let projected = parse(&mut builder);
+                assert_eq!(projected.len(), full.len());
+                for (p, f) in projected.iter().zip(&full) {
+                    assert_eq!(p.schema(), schema);
+                    assert_eq!(p.num_rows(), f.num_rows());
+                    assert_eq!(p.num_columns(), columns.len());
+                    for field in schema.fields() {
+                        assert_eq!(
+                            p.column_by_name(field.name()).unwrap().to_data(),
+                            f.column_by_name(field.name()).unwrap().to_data(),
+                            "{format:?} {}",
+                            field.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_projection_names_an_unknown_column() {
+        let err = EventBatchBuilder::with_columns(8, &[col::PATH, "nope"])
+            .err()
+            .unwrap();
+        assert!(err.contains("`nope`"), "{err}");
     }
 }

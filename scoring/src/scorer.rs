@@ -153,6 +153,30 @@ fn class_mask(list: &ListArray, i: usize) -> u16 {
         .fold(0, |m, c| m | (1 << (c as u16)))
 }
 
+/// The columns of the events table that scoring reads (each event's features, rules,
+/// models and decisions come from these alone). A reader that only feeds the scorer builds
+/// just these (`EventBatchBuilder::with_columns`, as `vigil replay` does when it writes no
+/// events); a batch of more columns is read the same.
+pub const EVENT_COLUMNS: &[&str] = &[
+    col::TIMESTAMP,
+    col::STATUS,
+    col::BYTES_OUT,
+    col::ROUTE,
+    col::PATH,
+    col::CLIENT_IP,
+    col::IDENTITY,
+    col::SESSION,
+    col::API_KEY_ID,
+    col::USER_AGENT,
+    col::ENFORCED,
+    col::ATTACK_CLASSES,
+    col::EVIDENCE,
+    col::EVIDENCE_STRONG,
+    col::DEVICE,
+    col::TLS_FINGERPRINT,
+    col::HTTP_FINGERPRINT,
+];
+
 pub(crate) fn column<'a, T: 'static>(
     batch: &'a RecordBatch,
     name: &str,
@@ -415,6 +439,7 @@ impl Scorer {
         }
         self.rules.maybe_reload();
         self.reputation.maybe_reload();
+        // every column read here is in EVENT_COLUMNS
         let c = Columns {
             ts: column(events, col::TIMESTAMP)?,
             status: column(events, col::STATUS)?,

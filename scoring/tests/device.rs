@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 mod support;
 
+use vigil_scoring::scorer::EVENT_COLUMNS;
 use vigil_scoring::{Scorer, ScoringConfig};
 
 const T0: f64 = 1_795_500_000.0;
@@ -163,4 +164,54 @@ fn one_scripted_client_rotating_accounts_and_addresses_is_one_blocked_device() {
             d.reasons
         );
     }
+}
+
+/// The scorer reads only [`EVENT_COLUMNS`]: on the events projected to them, it issues the
+/// same decisions as on all the columns (here, where decisions come from rules, models and
+/// evidence alike), and a batch without one of them is refused, naming it.
+#[test]
+fn the_scorer_reads_only_its_event_columns() {
+    let mut text = String::new();
+    for l in &traffic() {
+        text.push_str(&l.json);
+        text.push('\n');
+    }
+    let events = support::events_from_json_lines(&text);
+    let schema = events.schema();
+    let projection: Vec<usize> = EVENT_COLUMNS
+        .iter()
+        .map(|c| schema.index_of(c).unwrap())
+        .collect();
+    let projected = events.project(&projection).unwrap();
+    let decide = |batch: &arrow::array::RecordBatch| {
+        let mut scorer = Scorer::new(&ScoringConfig::default()).unwrap();
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < batch.num_rows() {
+            let n = 2_000.min(batch.num_rows() - off);
+            for d in scorer.score_batch(&batch.slice(off, n)).unwrap().decisions {
+                out.push((
+                    d.subject.key(),
+                    d.action.as_str().to_string(),
+                    d.score.to_bits(),
+                    d.reasons,
+                    d.issued_at.0,
+                    d.expires_at.0,
+                ));
+            }
+            off += n;
+        }
+        out
+    };
+    let all = decide(&events);
+    assert!(all.iter().any(|d| d.1 == "block"), "{all:?}");
+    assert_eq!(decide(&projected), all);
+
+    let short: Vec<usize> = projection[1..].to_vec();
+    let err = Scorer::new(&ScoringConfig::default())
+        .unwrap()
+        .score_batch(&events.project(&short).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(EVENT_COLUMNS[0]), "{err}");
 }
