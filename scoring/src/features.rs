@@ -763,9 +763,6 @@ static SENSITIVE_PATHS: std::sync::LazyLock<AhoCorasick> = std::sync::LazyLock::
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
         .kind(Some(AhoCorasickKind::DFA))
-        // Paths are short and full of the patterns' first bytes (`/`, `.`): a prefilter's
-        // skip-ahead stops at nearly every byte and costs more than the DFA's own steps.
-        .prefilter(false)
         .build(SENSITIVE)
         .expect("the sensitive paths make an automaton")
 });
