@@ -339,7 +339,9 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             Ok(scoring)
         })
         .context("cannot start the scoring thread")?;
-    // Scoring alone reads the events: the batches carry only the columns it reads.
+    // When scoring alone reads the events, the batches carry only the columns it reads.
+    // `--no-scoring` with no output still builds every column: it is the parse-only baseline
+    // of scripts/bench-score, parsing into the whole events table.
     let columns = (args.events_out.is_none() && args.data_dir.is_none() && !args.no_scoring)
         .then_some(vigil_scoring::scorer::EVENT_COLUMNS);
     let read = read_logs(
